@@ -1,0 +1,3 @@
+"""mira-agent: the always-on voice daemon of a Raspberry Pi smart speaker."""
+
+__version__ = "0.1.0"
