@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m benchmarks` runs every benchmarks/bench_*.py and prints one table."""
