@@ -124,7 +124,7 @@ def _describe(err: dict) -> str:
         return f"{key}: required key is missing"
     value = err.get("input")
     shown = repr(value) if isinstance(value, (str, int, float, bool)) else type(value).__name__
-    return f"{key}: {err['msg']} (got {shown})"
+    return f"{key}: {err['msg'].removeprefix('Value error, ')} (got {shown})"
 
 
 def parse(data: dict, path: Path | None = None) -> Config:

@@ -2,7 +2,10 @@
 
 from typing import Literal
 
-from pydantic import Field
+import ipaddress
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
 
 from agent.section import Section
 
@@ -22,6 +25,32 @@ class ServerSettings(Section):
     """Seconds between keepalive pings on an open session."""
     ping_timeout_s: float = Field(5.0, gt=0, le=120)
     """Seconds without a pong before the socket is declared dead."""
+
+    @field_validator("url")
+    @classmethod
+    def _secure_url(cls, url: str) -> str:
+        check_url(url)
+        return url
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and addresses in 127.0.0.0/8 or ::1."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(url: str) -> None:
+    """Refuse anything but wss://, or ws:// to a loopback host (keys never cross a network in clear)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ValueError(f"{url!r} is not a WebSocket URL; use wss://host/path")
+    if parts.scheme == "ws" and not is_loopback(parts.hostname):
+        raise ValueError(f"ws:// sends the API key unencrypted; use wss:// for {parts.hostname} "
+                         f"(ws:// is allowed only for 127.0.0.1, ::1 and localhost)")
 
 
 class TurnDetectionSettings(Section):

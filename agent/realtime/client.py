@@ -1,0 +1,259 @@
+"""One Mira Realtime connection: a thin I/O shell on websocket-client around the pure events module.
+
+A reader thread turns frames into events and hands each to `on_event`; the conversation thread
+sends. Liveness is checked with pings: a socket that goes silent is declared dead, not waited on.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+from urllib.parse import urlsplit
+
+import websocket
+
+from agent.errors import ConnectionFailed, ProtocolError
+from agent.realtime import events
+from agent.realtime.settings import ServerSettings, check_url
+
+log = logging.getLogger(__name__)
+
+SUBPROTOCOL = "mira-realtime.v1"
+KEY_PREFIX = "openai-insecure-api-key."
+MAX_FRAME_BYTES = 4 * 1024 * 1024  # far above any real event; stops a hostile server's memory bomb
+
+
+@dataclass(frozen=True)
+class Closed:
+    """The connection ended; failure is None when we closed it ourselves."""
+
+    failure: ConnectionFailed | None
+
+
+@dataclass(frozen=True)
+class BadFrame:
+    """A frame that could not be understood; the connection goes on."""
+
+    error: ProtocolError
+
+
+Posted = events.ServerEvent | Closed | BadFrame
+
+
+def _handshake_failure(e: Exception, host: str) -> ConnectionFailed:
+    """A connect-time exception as a ConnectionFailed whose message a person can act on."""
+    if isinstance(e, websocket.WebSocketBadStatusException):
+        code = e.status_code
+        if code in (401, 403):
+            return ConnectionFailed(f"{host} refused the API key (HTTP {code}); check the key in "
+                                    f"the mira-api-key credential, server.api_key_file or MIRA_API_KEY",
+                                    status=code)
+        return ConnectionFailed(f"{host} answered the WebSocket upgrade with HTTP {code}", status=code)
+    if isinstance(e, socket.gaierror):
+        return ConnectionFailed(f"cannot resolve {host} (DNS); check the network and server.url")
+    if isinstance(e, ssl.SSLCertVerificationError):
+        return ConnectionFailed(f"TLS certificate of {host} is not trusted ({e.verify_message}); "
+                                f"check the system clock and CA certificates")
+    if isinstance(e, ssl.SSLError):
+        return ConnectionFailed(f"TLS handshake with {host} failed ({e.reason or 'ssl error'})")
+    if isinstance(e, ConnectionRefusedError):
+        return ConnectionFailed(f"{host} refused the connection; is the server up and server.url right?")
+    if isinstance(e, (socket.timeout, websocket.WebSocketTimeoutException, TimeoutError)):
+        return ConnectionFailed(f"{host} did not answer in time")
+    if isinstance(e, OSError):
+        return ConnectionFailed(f"network error talking to {host}: {e.strerror or type(e).__name__}")
+    return ConnectionFailed(f"connection to {host} failed: {type(e).__name__}")
+
+
+class RealtimeConnection:
+    """One session's socket: open(), send(), close(); everything received goes to on_event."""
+
+    def __init__(self, settings: ServerSettings, api_key: str, on_event: Callable[[Posted], None]):
+        check_url(settings.url)
+        self._settings = settings
+        self._key = api_key
+        self._on_event = on_event
+        self._ws: websocket.WebSocket | None = None
+        self._thread: threading.Thread | None = None
+        self._closing = threading.Event()
+        self._ended = False
+        self._lock = threading.Lock()
+        self.host = urlsplit(settings.url).hostname or settings.url
+        self.bytes_sent = 0
+        self.bytes_received = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Connect in the background; the outcome arrives as events (session.created or Closed)."""
+        self._thread = threading.Thread(target=self._run, name="realtime-reader", daemon=True)
+        self._thread.start()
+
+    def close(self, code: int = 1000) -> None:
+        """Close cleanly (status `code`) and stop the reader; safe to call twice, from any thread."""
+        self._closing.set()
+        ws = self._ws
+        if ws is not None and ws.connected:
+            try:
+                ws.close(status=code, timeout=0.5)
+            except Exception:  # already broken: nothing left to close politely
+                pass
+            try:
+                ws.shutdown()
+            except Exception:
+                pass
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2.0)
+
+    def abort(self) -> None:
+        """Drop the socket without a close handshake (used when it is already dead)."""
+        self._closing.set()
+        self._shutdown()
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def send(self, event: dict) -> bool:
+        """Send one client event; False (and the reader reports Closed) when the socket is gone."""
+        ws = self._ws
+        if ws is None or not ws.connected or self._closing.is_set():
+            return False
+        text = events.encode(event)
+        try:
+            ws.send(text)
+        except (websocket.WebSocketException, OSError):
+            self._shutdown()  # the reader sees the broken socket and reports Closed
+            return False
+        self.bytes_sent += len(text)
+        return True
+
+    def _shutdown(self) -> None:
+        ws = self._ws
+        if ws is not None:
+            try:
+                ws.shutdown()
+            except Exception:
+                pass
+
+    # -- the reader thread -------------------------------------------------------------------
+
+    def _post_end(self, failure: ConnectionFailed | None) -> None:
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+        self._on_event(Closed(None if self._closing.is_set() and failure is None else failure))
+
+    def _run(self) -> None:
+        s = self._settings
+        ws = websocket.WebSocket(sslopt={"cert_reqs": ssl.CERT_REQUIRED}, enable_multithread=True)
+        try:
+            ws.connect(s.url, subprotocols=[SUBPROTOCOL, KEY_PREFIX + self._key],
+                       timeout=s.connect_timeout_s, suppress_origin=True)
+        except Exception as e:
+            self._post_end(_handshake_failure(e, self.host))
+            return
+        self._ws = ws
+        if self._closing.is_set():
+            ws.close()
+            self._post_end(None)
+            return
+        self._post_end(self._read_loop(ws))
+
+    def _read_loop(self, ws: websocket.WebSocket) -> ConnectionFailed | None:
+        s = self._settings
+        last_rx = time.monotonic()
+        ping_sent: float | None = None
+        ws.settimeout(s.ping_timeout_s)
+        while not self._closing.is_set():
+            now = time.monotonic()
+            if ping_sent is not None and now - ping_sent > s.ping_timeout_s:
+                ws.shutdown()
+                return ConnectionFailed(f"{self.host} stopped answering pings "
+                                        f"for {s.ping_timeout_s:g} s; the connection is dead")
+            if ping_sent is None and now - last_rx >= s.ping_interval_s:
+                try:
+                    ws.ping()
+                except (websocket.WebSocketException, OSError):
+                    return None if self._closing.is_set() else ConnectionFailed(
+                        f"connection to {self.host} was lost")
+                ping_sent = now
+            if not self._readable(ws, 0.2):
+                continue
+            try:
+                opcode, frame = ws.recv_data_frame(control_frame=True)
+            except (websocket.WebSocketException, OSError, ValueError) as e:
+                if self._closing.is_set():
+                    return None
+                if isinstance(e, websocket.WebSocketProtocolException):
+                    return ConnectionFailed(f"{self.host} broke the WebSocket protocol")
+                return ConnectionFailed(f"connection to {self.host} was lost")
+            last_rx = time.monotonic()
+            ping_sent = None
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                return self._closed_by_server(frame.data)
+            if opcode in (websocket.ABNF.OPCODE_PING, websocket.ABNF.OPCODE_PONG):
+                if opcode == websocket.ABNF.OPCODE_PING:
+                    try:
+                        ws.pong(frame.data)
+                    except (websocket.WebSocketException, OSError):
+                        pass
+                continue
+            self.bytes_received += len(frame.data)
+            self._deliver(opcode, frame.data)
+        return None
+
+    @staticmethod
+    def _readable(ws: websocket.WebSocket, timeout: float) -> bool:
+        sock = ws.sock
+        if sock is None:
+            return False
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True
+        try:
+            r, _, _ = select.select([sock], [], [], timeout)
+        except (OSError, ValueError):
+            return True  # let recv raise the real error
+        return bool(r)
+
+    def _deliver(self, opcode: int, data: bytes) -> None:
+        if len(data) > MAX_FRAME_BYTES:
+            self._on_event(BadFrame(ProtocolError(f"frame of {len(data)} bytes is over the "
+                                                  f"{MAX_FRAME_BYTES} byte limit")))
+            return
+        if opcode == websocket.ABNF.OPCODE_BINARY:
+            self._on_event(BadFrame(ProtocolError("binary frame: the realtime protocol sends "
+                                                  "JSON text frames only")))
+            return
+        try:
+            text = data.decode("utf-8")
+            event = events.parse(text)
+        except UnicodeDecodeError:
+            self._on_event(BadFrame(ProtocolError("text frame is not valid UTF-8")))
+            return
+        except ProtocolError as e:
+            self._on_event(BadFrame(e))
+            return
+        self._on_event(event)
+
+    def _closed_by_server(self, data: bytes) -> ConnectionFailed | None:
+        code = int.from_bytes(data[:2], "big") if len(data) >= 2 else 1005
+        reason = data[2:].decode("utf-8", "replace")[:200]
+        try:
+            self._ws.send_close(code if code != 1005 else 1000)
+        except Exception:
+            pass
+        if self._closing.is_set():
+            return None
+        if code == 1008:
+            return ConnectionFailed(f"{self.host} closed the session as a policy violation (1008: "
+                                    f"{reason or 'no reason'}); usually a refused API key: check the "
+                                    f"mira-api-key credential, server.api_key_file or MIRA_API_KEY",
+                                    close_code=code)
+        return ConnectionFailed(f"{self.host} closed the connection ({code}"
+                                f"{': ' + reason if reason else ''})", close_code=code)
