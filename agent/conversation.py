@@ -1,0 +1,583 @@
+"""The conversation: one thread owns the state; microphone, socket, buttons and tools post to it.
+
+Everything that happens elsewhere (a frame captured, an event received, a button pressed, a tool
+finished) arrives on one queue, so the state changes in one place, in order, without locks.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from agent.audio.base import FRAME_MS, Microphone, Speaker
+from agent.audio.codec import StreamDecoder, StreamEncoder
+from agent.config import Config
+from agent.errors import ConnectionFailed
+from agent.ratelog import RateLimitedLog
+from agent.realtime import events as ev
+from agent.realtime.client import BadFrame, Closed, RealtimeConnection
+from agent.realtime.retry import Backoff, Verdict, classify, is_auth_error, is_expiry
+from agent.session import History, SessionLedger
+from agent.state import State
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.02
+THINKING_TIMEOUT_S = 20.0
+# Mid-conversation states: a dropped socket here is reconnected, not forgotten.
+_IN_SESSION = {State.CONNECTING, State.LISTENING, State.THINKING, State.SPEAKING,
+               State.FOLLOW_UP, State.RECONNECTING}
+
+
+@dataclass(frozen=True)
+class ToolOutcome:
+    """A finished tool call, ready to go back to the model."""
+
+    call_id: str
+    name: str
+    output: str
+    ok: bool
+
+
+class Conversation:
+    """The state machine of the speaker, run on its own thread by `run()`."""
+
+    def __init__(self, config: Config, *, api_key: str, mic: Microphone, speaker: Speaker,
+                 detector=None, lights=None, toolbox=None, earcons: dict | None = None,
+                 watchdog=None, on_state: Callable[[State, str], None] | None = None,
+                 trigger_on_start: bool = False,
+                 connect: Callable[..., RealtimeConnection] = RealtimeConnection,
+                 clock: Callable[[], float] = time.monotonic, backoff: Backoff | None = None):
+        self.config = config
+        s = config.settings
+        self._key = api_key
+        self.mic = mic
+        self.speaker = speaker
+        self.detector = detector
+        self.lights = lights
+        self.toolbox = toolbox
+        self.earcons = earcons or {}
+        self._watchdog = watchdog
+        self._on_state = on_state
+        self._connect = connect
+        self._clock = clock
+        self._q: queue.SimpleQueue = queue.SimpleQueue()
+        self._ratelog = RateLimitedLog(log)
+        self.backoff = backoff or Backoff(s.reconnect.base_s, s.reconnect.cap_s)
+
+        self.state = State.IDLE
+        self._trigger_on_start = trigger_on_start
+        frames = max(1, s.audio.preroll_ms // FRAME_MS)
+        self._ring: deque[np.ndarray] = deque(maxlen=frames)   # recent microphone audio
+        self._pending: deque[np.ndarray] = deque()              # captured, not yet sent
+        self.conn: RealtimeConnection | None = None
+        self.ledger: SessionLedger | None = None
+        self.history = History()
+        self._muted_before = State.IDLE
+        self._manual_turn = False        # push-to-talk (hold) turn: the device ends it
+        self._release_pending = False    # button released before the session was ready
+        self._answer_owed = False        # a drop cut the reply: ask again after reconnecting
+        self._ignored_response: str | None = None  # interrupted: its late deltas are dropped
+        self._reconnect_at: float | None = None
+        self._connect_deadline: float | None = None
+        self._follow_up_until = 0.0
+        self._thinking_until = 0.0
+        self._auth_retry_at = 0.0
+        self._mic_ended = False
+        self._stopping = False
+        self._tools_running = 0
+        self._response_wanted = False
+        self._user_partial: dict[str, str] = {}
+        self._assistant_text: dict[str, str] = {}
+        self._call_names: dict[str, str] = {}
+        self.exit_code = 0
+        self.counters = {"sessions": 0, "barge_ins": 0, "frames_sent": 0, "bad_frames": 0,
+                         "reconnects": 0, "dropped_turns": 0}
+
+    # -- what other threads call (they only post) -------------------------------------------
+
+    def post(self, *message: Any) -> None:
+        self._q.put(message)
+
+    def on_frame(self, frame: np.ndarray) -> None:
+        self._q.put(("frame", frame))
+
+    def on_mic_end(self) -> None:
+        self._q.put(("mic_end",))
+
+    def on_button(self, event: Any) -> None:
+        self._q.put(("button", str(getattr(event, "value", event))))
+
+    def trigger(self, source: str) -> None:
+        self._q.put(("trigger", source))
+
+    def stop(self) -> None:
+        self._q.put(("stop",))
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Process messages until stop(); returns the exit code."""
+        self._show(State.IDLE, "started")
+        self.mic.start(self.on_frame, self.on_mic_end)
+        if self._trigger_on_start:
+            self.trigger("start of input")
+        handlers = {"frame": self._on_frame, "net": self._on_net, "button": self._on_button,
+                    "trigger": self._on_trigger, "mic_end": self._on_mic_end,
+                    "tools_done": self._on_tools_done, "stop": self._on_stop,
+                    "reload": self._on_reload}
+        try:
+            while not self._stopping:
+                try:
+                    message = self._q.get(timeout=TICK_S)
+                except queue.Empty:
+                    message = None
+                if message is not None:
+                    handlers[message[0]](*message[1:])
+                self._tick(self._clock())
+        finally:
+            self._shutdown()
+        return self.exit_code
+
+    def _shutdown(self) -> None:
+        self.mic.stop()
+        if self.conn is not None:
+            self._end_session("daemon stopping", earcon=None)
+        self.speaker.flush()
+
+    # -- state -------------------------------------------------------------------------------
+
+    def _show(self, state: State, reason: str) -> None:
+        if state is self.state and reason != "started":
+            return
+        previous, self.state = self.state, state
+        log.info("state %s -> %s (%s)", previous.value, state.value, reason,
+                 extra={"STATE": state.value})
+        if self.lights is not None:
+            self.lights.show(state)
+        if self._on_state is not None:
+            self._on_state(state, reason)
+
+    def _earcon(self, name: str | None) -> None:
+        sound = self.earcons.get(name) if name else None
+        if sound is not None:
+            self.speaker.play(sound, None)
+
+    # -- microphone --------------------------------------------------------------------------
+
+    def _on_frame(self, frame: np.ndarray) -> None:
+        st = self.state
+        if st is State.MUTED:
+            return
+        self._ring.append(frame)
+        if st in (State.LISTENING, State.FOLLOW_UP):
+            self._send_audio(frame)
+        elif st in (State.CONNECTING, State.RECONNECTING):
+            self._pending.append(frame)
+            if len(self._pending) * FRAME_MS > self.config.settings.reconnect.buffer_s * 1000:
+                self._drop_turn("the server could not be reached for "
+                                f"{self.config.settings.reconnect.buffer_s:g} s")
+        elif st in (State.IDLE, State.ERROR, State.SPEAKING) and self.detector is not None:
+            if self.detector.process(frame) is not None:
+                self._on_trigger("wake word")
+
+    def _send_audio(self, frame: np.ndarray) -> None:
+        # While a reply is streaming, Mira treats any append as the user interrupting.
+        data = self._encoder.encode(frame)
+        if data and self.conn is not None and self.conn.send(ev.append(data)):
+            self.ledger.samples_up += len(frame)
+            self.counters["frames_sent"] += 1
+
+    def _on_mic_end(self) -> None:
+        self._mic_ended = True
+        log.info("microphone input ended")
+        if self.state is State.LISTENING:
+            self._end_turn("input ended")
+
+    # -- triggers ----------------------------------------------------------------------------
+
+    def _on_trigger(self, source: str) -> None:
+        st = self.state
+        if st is State.SPEAKING or (st is State.THINKING and self.ledger and self.ledger.active_response):
+            self._barge_in(source)
+        elif st in (State.IDLE, State.ERROR):
+            now = self._clock()
+            if st is State.ERROR and now < self._auth_retry_at:
+                log.warning("%s ignored: the server refused the API key; next attempt in %.0f s "
+                            "(fix the key and send SIGHUP to retry now)", source,
+                            self._auth_retry_at - now)
+                self._earcon("error")
+                return
+            if self.detector is not None:
+                self.detector.reset()
+            self._pending = deque(self._ring) if self._sends_preroll(source) else deque()
+            self._ring.clear()
+            self._earcon("wake")
+            self._open(f"{source}")
+        elif st is State.FOLLOW_UP:
+            self._show(State.LISTENING, source)
+
+    def _sends_preroll(self, source: str) -> bool:
+        if source == "wake word":
+            return self.config.settings.wake.send_wake_word
+        return source != "start of input"
+
+    def _on_button(self, what: str) -> None:
+        mode = self.config.settings.button.mode
+        if what == "long_press":
+            self._set_muted(self.state is not State.MUTED, "long press")
+        elif what in ("mute_on", "mute_off"):
+            self._set_muted(what == "mute_on", "mute switch")
+        elif self.state is State.MUTED:
+            return
+        elif what == "pressed":
+            self._manual_turn = mode == "hold"
+            self._release_pending = False
+            self._on_trigger("button")
+        elif what == "released" and self._manual_turn:
+            if self.state is State.LISTENING:
+                self._end_turn("button released")
+            elif self.state in (State.CONNECTING, State.RECONNECTING):
+                self._release_pending = True
+
+    def _set_muted(self, muted: bool, reason: str) -> None:
+        if muted and self.state is not State.MUTED:
+            if self.conn is not None or self.state is not State.IDLE:
+                self._end_session("muted", earcon=None)
+            self._pending.clear()
+            self._ring.clear()
+            self._show(State.MUTED, reason)
+        elif not muted and self.state is State.MUTED:
+            self._show(State.IDLE, reason)
+
+    def _end_turn(self, reason: str) -> None:
+        """The device ends the user's turn (push-to-talk, or input over): commit and ask."""
+        if self.conn is None:
+            return
+        self.conn.send(ev.commit())
+        self._request_response()
+        self._manual_turn = False
+        self._thinking_until = self._clock() + THINKING_TIMEOUT_S
+        self._show(State.THINKING, reason)
+
+    # -- barge-in ----------------------------------------------------------------------------
+
+    def _barge_in(self, source: str) -> None:
+        played = self.speaker.flush()
+        led = self.ledger
+        item = led.speaking_item
+        if item is not None:
+            self.conn.send(ev.truncate(item, led.truncate_ms(item, played.get(item, 0))))
+        if led.active_response is not None:
+            self.conn.send(ev.response_cancel())
+            self._ignored_response = led.active_response
+        self.counters["barge_ins"] += 1
+        led.speaking_item = None
+        self._decoder.reset()
+        self._show(State.LISTENING, f"barge-in by {source}")
+        for frame in self._pending:
+            self._send_audio(frame)
+        self._pending.clear()
+
+    # -- the session -------------------------------------------------------------------------
+
+    def _open(self, reason: str) -> None:
+        now = self._clock()
+        self.ledger = SessionLedger(opened_at=now)
+        self._encoder = StreamEncoder(self.config.settings.session.input_audio_format)
+        self._decoder = StreamDecoder(self.config.settings.session.output_audio_format)
+        self.counters["sessions"] += 1
+        self._connect_deadline = now + self.config.settings.server.connect_timeout_s + 1.0
+        self._reconnect_at = None
+        conn = self._connect(self.config.settings.server, self._key,
+                             lambda event: self._q.put(("net", conn, event)))
+        self.conn = conn
+        if self.state is not State.RECONNECTING:
+            self._show(State.CONNECTING, reason)
+        conn.open()
+
+    def _end_session(self, reason: str, earcon: str | None = "end", then: State = State.IDLE) -> None:
+        if self.conn is not None:
+            self.conn.close(1000)
+            self.conn = None
+        if self.ledger is not None:
+            log.info("session closed (%s): %s", reason, self.ledger.summary(self._clock()))
+            self.ledger = None
+        self._pending.clear()
+        self.history.clear()
+        self._manual_turn = self._release_pending = self._answer_owed = False
+        self._reconnect_at = self._connect_deadline = None
+        self._earcon(earcon)
+        if self.state is not State.MUTED:
+            self._show(then, reason)
+
+    def _drop_turn(self, reason: str) -> None:
+        log.error("turn dropped: %s", reason)
+        self.counters["dropped_turns"] += 1
+        self.speaker.flush()
+        self._end_session(reason, earcon="error")
+
+    def _session_ready(self) -> None:
+        s = self.config.settings
+        tools = self.toolbox.declarations() if self.toolbox is not None else None
+        manual = True if self._manual_turn else None
+        self.conn.send(ev.session_update(s.session, tools, manual_turns=manual))
+        resumed = self.state is State.RECONNECTING
+        if resumed:
+            for role, text in self.history.turns:
+                self.conn.send(ev.text_message(role, text))
+        self.ledger.ready_at = self._clock()
+        self._connect_deadline = None
+        log.info("session open with %s%s", self.conn.host,
+                 f" (resumed, {len(self.history.turns)} turns replayed)" if resumed else "")
+        self._show(State.LISTENING, "session resumed" if resumed else "session ready")
+        for frame in self._pending:
+            self._send_audio(frame)
+        self._pending.clear()
+        if self._answer_owed:
+            self._answer_owed = False
+            self._request_response()
+            self._thinking_until = self._clock() + THINKING_TIMEOUT_S
+            self._show(State.THINKING, "asking again for the reply cut by the drop")
+        elif self._release_pending or (self._mic_ended and not self._manual_turn):
+            self._release_pending = False
+            self._end_turn("button released" if self._manual_turn else "input ended")
+
+    def _request_response(self) -> None:
+        """response.create, deferred while one is active (the server allows one at a time)."""
+        if self.ledger.active_response is None:
+            self.conn.send(ev.response_create())
+            self._response_wanted = False
+        else:
+            self._response_wanted = True
+
+    # -- network events ----------------------------------------------------------------------
+
+    def _on_net(self, conn: RealtimeConnection, event) -> None:
+        if conn is not self.conn:
+            return  # a late event from a connection we already left
+        if isinstance(event, Closed):
+            if event.failure is not None:
+                self._connection_lost(event.failure)
+            return
+        if isinstance(event, BadFrame):
+            self.counters["bad_frames"] += 1
+            self._ratelog(logging.WARNING, str(event.error).split(":")[0],
+                          f"skipped a bad message from the server: {event.error}")
+            return
+        handler = self._EVENT_HANDLERS.get(event.type)
+        if handler is not None:
+            handler(self, event)
+        else:
+            log.debug("ignored server event %s", event.type)
+
+    def _ev_session_created(self, e) -> None:
+        if self.ledger.ready_at is None:
+            self._session_ready()
+
+    def _ev_speech_started(self, e) -> None:
+        if self.state is State.FOLLOW_UP:
+            self._show(State.LISTENING, "user spoke again")
+
+    def _ev_speech_stopped(self, e) -> None:
+        if self.state is State.LISTENING:
+            self._thinking_until = self._clock() + THINKING_TIMEOUT_S
+            self._show(State.THINKING, "end of speech")
+
+    def _ev_user_delta(self, e: ev.TextDelta) -> None:
+        text = self._user_partial.get(e.item_id, "") + e.text
+        self._user_partial[e.item_id] = text
+        log.info("user (partial): %s", text)
+
+    def _ev_user_done(self, e: ev.TextDelta) -> None:
+        self._user_partial.pop(e.item_id, None)
+        log.info("user: %s", e.text)
+        self.history.add("user", e.text)
+
+    def _ev_assistant_delta(self, e: ev.TextDelta) -> None:
+        if e.get("response_id") == self._ignored_response:
+            return
+        text = self._assistant_text.get(e.item_id, "") + e.text
+        self._assistant_text[e.item_id] = text
+        log.debug("assistant (partial): %s", text)
+
+    def _ev_assistant_done(self, e: ev.TextDelta) -> None:
+        self._assistant_text.pop(e.item_id, None)
+        if e.get("response_id") == self._ignored_response:
+            return
+        log.info("assistant: %s", e.text)
+        self.history.add("assistant", e.text)
+
+    def _ev_response_created(self, e) -> None:
+        response = e.get("response") or {}
+        self.ledger.active_response = response.get("id") or "?"
+        if self.state in (State.LISTENING, State.FOLLOW_UP):
+            self._thinking_until = self._clock() + THINKING_TIMEOUT_S
+            self._show(State.THINKING, "reply started")
+
+    def _ev_audio_delta(self, e: ev.AudioDelta) -> None:
+        if e.response_id and e.response_id == self._ignored_response:
+            return
+        if self.state not in (State.THINKING, State.SPEAKING):
+            return  # the user already took the turn back
+        pcm = self._decoder.decode(e.audio)
+        self.ledger.audio_received(e.item_id, len(pcm))
+        self.speaker.play(pcm, e.item_id)
+        if self.state is not State.SPEAKING:
+            self._pending.clear()
+            self._show(State.SPEAKING, "first reply audio")
+
+    def _ev_item_added(self, e) -> None:
+        item = e.get("item") or {}
+        if item.get("type") == "function_call":
+            self._call_names[str(item.get("call_id"))] = str(item.get("name") or "")
+
+    def _ev_function_call(self, e: ev.FunctionCall) -> None:
+        name = e.name or self._call_names.get(e.call_id, "")
+        self.ledger.pending_calls.append((e.call_id, name, e.arguments))
+
+    def _ev_response_done(self, e: ev.ResponseDone) -> None:
+        led = self.ledger
+        led.active_response = None
+        led.add_usage(e.usage)
+        if e.status not in ("completed", "cancelled"):
+            log.warning("reply ended with status %s: %s", e.status,
+                        (e.get("response") or {}).get("status_details"))
+        if led.pending_calls:
+            calls, led.pending_calls = led.pending_calls, []
+            self._run_tools(calls)
+        elif self._response_wanted:
+            self._request_response()
+
+    def _ev_error(self, e: ev.ServerError) -> None:
+        if e.code == "conversation_already_has_active_response":
+            self._response_wanted = True
+            return
+        if is_auth_error(e.code) or is_expiry(e.code):
+            self._connection_lost(ConnectionFailed(f"server error {e.code}: {e.message}",
+                                                   error_code=e.code))
+            return
+        self._ratelog(logging.WARNING, f"error:{e.code}",
+                      f"server reported an error: {e.code or e.error_type}: {e.message}")
+
+    _EVENT_HANDLERS = {
+        "session.created": _ev_session_created,
+        "input_audio_buffer.speech_started": _ev_speech_started,
+        "input_audio_buffer.speech_stopped": _ev_speech_stopped,
+        "conversation.item.input_audio_transcription.delta": _ev_user_delta,
+        "conversation.item.input_audio_transcription.completed": _ev_user_done,
+        "response.audio_transcript.delta": _ev_assistant_delta,
+        "response.audio_transcript.done": _ev_assistant_done,
+        "response.created": _ev_response_created,
+        "response.audio.delta": _ev_audio_delta,
+        "response.output_item.added": _ev_item_added,
+        "response.function_call_arguments.done": _ev_function_call,
+        "response.done": _ev_response_done,
+        "error": _ev_error,
+    }
+
+    # -- tools -------------------------------------------------------------------------------
+
+    def _run_tools(self, calls: list[tuple[str, str, str]]) -> None:
+        self._show(State.THINKING, f"running tool {', '.join(n for _, n, _ in calls)}")
+        self._thinking_until = self._clock() + THINKING_TIMEOUT_S + 60
+        self._tools_running += 1
+
+        def work() -> None:
+            outcomes = []
+            for call_id, name, arguments in calls:  # in order, each with its own output
+                if self.toolbox is None:
+                    outcomes.append(ToolOutcome(call_id, name, '{"error": "no tools on this device"}', False))
+                    continue
+                result = self.toolbox.run(name, arguments)
+                outcomes.append(ToolOutcome(call_id, name, result.output, result.ok))
+            self._q.put(("tools_done", outcomes))
+
+        threading.Thread(target=work, name="tool-call", daemon=True).start()
+
+    def _on_tools_done(self, outcomes: list[ToolOutcome]) -> None:
+        self._tools_running -= 1
+        if self.conn is None or self.ledger is None:
+            return  # the session ended while the tool ran
+        for o in outcomes:
+            self.conn.send(ev.function_call_output(o.call_id, o.output))
+        self._request_response()
+        self._thinking_until = self._clock() + THINKING_TIMEOUT_S
+
+    # -- connection faults -------------------------------------------------------------------
+
+    def _connection_lost(self, failure: ConnectionFailed) -> None:
+        if self.conn is not None:
+            self.conn.abort()
+            self.conn = None
+        now = self._clock()
+        if classify(failure) is Verdict.AUTH:
+            retry = self.config.settings.reconnect.auth_retry_s
+            log.error("%s. Not retrying for %.0f s (or until SIGHUP).", failure, retry)
+            self._auth_retry_at = now + retry
+            self.speaker.flush()
+            self._end_session("the server refused the key", earcon="error", then=State.ERROR)
+            return
+        if self.state not in _IN_SESSION:
+            return
+        if self.state in (State.THINKING, State.SPEAKING) and self.history.turns \
+                and self.history.turns[-1][0] == "user":
+            self._answer_owed = True
+        if self.state is State.SPEAKING:
+            self.speaker.flush()
+        if self.ledger is not None and self.ledger.ready_at is not None \
+                and now - self.ledger.ready_at >= self.config.settings.reconnect.stable_s:
+            self.backoff.reset()
+        delay = self.backoff.next_delay()
+        self.counters["reconnects"] += 1
+        log.warning("%s; reconnecting in %.1f s (microphone audio is kept meanwhile)", failure, delay)
+        self._reconnect_at = now + delay
+        self._connect_deadline = None
+        self._show(State.RECONNECTING, str(failure))
+
+    # -- time --------------------------------------------------------------------------------
+
+    def _tick(self, now: float) -> None:
+        if self._watchdog is not None:
+            self._watchdog.kick()
+        st = self.state
+        if self._connect_deadline is not None and now > self._connect_deadline and self.conn is not None:
+            self._connection_lost(ConnectionFailed(
+                f"{self.conn.host} did not open a session within "
+                f"{self.config.settings.server.connect_timeout_s:g} s"))
+        elif st is State.RECONNECTING and self.conn is None and self._reconnect_at is not None \
+                and now >= self._reconnect_at:
+            self._open("reconnecting")
+        elif st is State.SPEAKING and self.ledger.active_response is None and self.speaker.drained() \
+                and not self._tools_running:
+            self._follow_up_until = now + self.config.settings.session.follow_up_s
+            self._show(State.FOLLOW_UP, "reply finished")
+        elif st is State.THINKING and now > self._thinking_until and not self._tools_running:
+            log.warning("no reply from the server within %.0f s", THINKING_TIMEOUT_S)
+            self._follow_up_until = now + self.config.settings.session.follow_up_s
+            self._show(State.FOLLOW_UP, "no reply")
+        elif st is State.FOLLOW_UP and (now > self._follow_up_until or self._mic_ended):
+            self._end_session("input ended" if self._mic_ended else
+                              f"no follow-up for {self.config.settings.session.follow_up_s:g} s")
+        elif st is State.FOLLOW_UP and self.ledger is not None \
+                and now - self.ledger.opened_at > self.config.settings.session.max_session_min * 60:
+            self._end_session("the session reached its maximum length")
+        if self._mic_ended and self.config.settings.daemon.exit_when_done and self.state in \
+                (State.IDLE, State.ERROR) and self.speaker.drained():
+            self._stopping = True
+
+    # -- control -----------------------------------------------------------------------------
+
+    def _on_stop(self) -> None:
+        self._stopping = True
+
+    def _on_reload(self, config: Config) -> None:
+        self.config = config
+        log.info("configuration reloaded")
