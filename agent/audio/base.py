@@ -62,6 +62,20 @@ class Speaker(ABC):
     def close(self) -> None:
         """Stop and release the device; safe to call twice."""
 
+    @property
+    def volume(self) -> int:
+        """Playback volume, 0-100 %."""
+        return 100
+
+    @volume.setter
+    def volume(self, percent: int) -> None:
+        raise NotImplementedError(f"{type(self).__name__} has no volume control")
+
+    @property
+    def reference(self):
+        """A ReferenceRing of what was really played (the echo canceller's far end), or None."""
+        return None
+
     def __enter__(self):
         return self
 

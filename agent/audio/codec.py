@@ -1,0 +1,141 @@
+"""The realtime audio formats: pcm16 (24 kHz) and G.711 mu-law / A-law (8 kHz), both ways.
+
+Inside the agent all audio is 24 kHz mono int16. `encode`/`decode` convert one whole
+buffer (a WAV, a test vector). A conversation's audio is a stream cut into small chunks, so
+it goes through a `StreamEncoder`/`StreamDecoder`, whose resampler keeps its state from one
+chunk to the next (no clicks at chunk edges) and which must be `flush()`ed at the end of a
+stream to get the resampler's last few milliseconds.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+import numpy as np
+import soxr
+
+from agent.audio import g711
+from agent.audio.base import SAMPLE_RATE
+from agent.errors import ProtocolError
+
+AudioFormat = Literal["pcm16", "g711_ulaw", "g711_alaw"]
+FORMATS: tuple[str, ...] = get_args(AudioFormat)
+G711_RATE = 8000
+# soxr "LQ" is a proper low-pass (unlike QQ) with 2-25 ms of delay and steady chunk sizes;
+# HQ/MQ hold 40 ms back and release it in bursts, which a live stream does not want.
+STREAM_QUALITY = "LQ"
+
+_ENCODERS = {"g711_ulaw": g711.ulaw_encode, "g711_alaw": g711.alaw_encode}
+_DECODERS = {"g711_ulaw": g711.ulaw_decode, "g711_alaw": g711.alaw_decode}
+_EMPTY = np.zeros(0, dtype=np.int16)
+
+
+def _check(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown audio format {fmt!r}: use one of {', '.join(FORMATS)}")
+
+
+def _int16(pcm: np.ndarray) -> np.ndarray:
+    pcm = np.asarray(pcm)
+    if pcm.dtype != np.int16:
+        raise TypeError(f"audio must be int16 samples, not {pcm.dtype}")
+    return pcm.reshape(-1)
+
+
+def encode(pcm: np.ndarray, fmt: AudioFormat) -> bytes:
+    """One whole buffer of 24 kHz int16 -> bytes in fmt (G.711: resampled to 8 kHz first)."""
+    _check(fmt)
+    pcm = _int16(pcm)
+    if fmt == "pcm16":
+        return pcm.astype("<i2", copy=False).tobytes()
+    narrow = soxr.resample(pcm, SAMPLE_RATE, G711_RATE) if len(pcm) else pcm
+    return _ENCODERS[fmt](narrow)
+
+
+def decode(data: bytes, fmt: AudioFormat) -> np.ndarray:
+    """One whole buffer of bytes in fmt -> 24 kHz int16 (a new, writable array).
+
+    Raises ProtocolError for pcm16 with an odd number of bytes (half a sample).
+    """
+    _check(fmt)
+    if fmt == "pcm16":
+        if len(data) % 2:
+            raise ProtocolError(f"pcm16 audio of {len(data)} bytes is not whole 16-bit samples; "
+                                "the sender must send an even number of bytes")
+        return np.frombuffer(data, dtype="<i2").astype(np.int16)
+    narrow = _DECODERS[fmt](data)
+    return soxr.resample(narrow, G711_RATE, SAMPLE_RATE) if len(narrow) else narrow.copy()
+
+
+class StreamEncoder:
+    """Encodes a stream of 24 kHz int16 chunks (microphone frames) into fmt.
+
+    For G.711 a chunk's bytes need not be 1/3 of its samples: the resampler releases
+    output as its filter allows, so a call may return b"" (send nothing then).
+    """
+
+    def __init__(self, fmt: AudioFormat):
+        _check(fmt)
+        self.format = fmt
+        self._resampler = (None if fmt == "pcm16" else
+                           soxr.ResampleStream(SAMPLE_RATE, G711_RATE, 1, dtype="int16",
+                                               quality=STREAM_QUALITY))
+
+    def encode(self, pcm: np.ndarray) -> bytes:
+        pcm = _int16(pcm)
+        if self._resampler is None:
+            return pcm.astype("<i2", copy=False).tobytes()
+        return _ENCODERS[self.format](self._resampler.resample_chunk(pcm))
+
+    def flush(self) -> bytes:
+        """The resampler's tail at the end of the stream; the encoder is then fresh again."""
+        if self._resampler is None:
+            return b""
+        tail = self._resampler.resample_chunk(_EMPTY, last=True)
+        self._resampler.clear()
+        return _ENCODERS[self.format](tail)
+
+
+class StreamDecoder:
+    """Decodes a stream of audio deltas in fmt into 24 kHz int16 chunks.
+
+    pcm16 is a byte stream: a delta with an odd byte count keeps its last byte, which
+    becomes the first byte of the next delta's first sample (nothing is dropped and the
+    stream stays sample aligned). `odd_deltas` counts such deltas.
+    """
+
+    def __init__(self, fmt: AudioFormat):
+        _check(fmt)
+        self.format = fmt
+        self.odd_deltas = 0
+        self._carry = b""
+        self._resampler = (None if fmt == "pcm16" else
+                           soxr.ResampleStream(G711_RATE, SAMPLE_RATE, 1, dtype="int16",
+                                               quality=STREAM_QUALITY))
+
+    def decode(self, data: bytes) -> np.ndarray:
+        if self._resampler is not None:
+            return self._resampler.resample_chunk(_DECODERS[self.format](data))
+        if self._carry:
+            data = self._carry + data
+            self._carry = b""
+        if len(data) % 2:
+            self.odd_deltas += 1
+            self._carry = data[-1:]
+            data = data[:-1]
+        return np.frombuffer(data, dtype="<i2").astype(np.int16)
+
+    def flush(self) -> np.ndarray:
+        """The end of the stream (the resampler's tail); a stray odd byte is dropped."""
+        self._carry = b""
+        if self._resampler is None:
+            return _EMPTY.copy()
+        tail = self._resampler.resample_chunk(_EMPTY, last=True)
+        self._resampler.clear()
+        return tail
+
+    def reset(self) -> None:
+        """Forget the stream (after a barge-in): nothing of it may come out later."""
+        self._carry = b""
+        if self._resampler is not None:
+            self._resampler.clear()

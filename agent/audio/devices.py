@@ -1,0 +1,43 @@
+"""Opening the microphone and speaker the config asks for: a sound card, or WAV files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from agent.audio.base import Microphone, Speaker
+from agent.audio.settings import AudioSettings
+from agent.errors import ConfigError
+
+Resolve = Callable[[str], Path]
+DeviceStateCallback = Callable[[bool, str], None]
+"""Told (False, why) when a device is lost and (True, what) when it works again."""
+
+
+def _file_setting(settings: AudioSettings, key: str, resolve: Resolve) -> Path:
+    value = getattr(settings, key)
+    if not value:
+        raise ConfigError(f"[audio] {key} is empty: the file backend needs a WAV file path there "
+                          "(or set [audio] backend = \"alsa\")")
+    return resolve(value)
+
+
+def open_microphone(settings: AudioSettings, resolve: Resolve = Path,
+                    on_state: DeviceStateCallback | None = None) -> Microphone:
+    """The microphone of settings.backend (not started yet)."""
+    if settings.backend == "file":
+        from agent.audio.wavfile import WavMicrophone
+        return WavMicrophone(_file_setting(settings, "input_file", resolve), settings.realtime)
+    from agent.audio.capture import PyAudioMicrophone
+    return PyAudioMicrophone(settings, on_state=on_state)
+
+
+def open_speaker(settings: AudioSettings, resolve: Resolve = Path,
+                 on_state: DeviceStateCallback | None = None) -> Speaker:
+    """The speaker of settings.backend, ready to play."""
+    if settings.backend == "file":
+        from agent.audio.wavfile import WavSpeaker
+        return WavSpeaker(_file_setting(settings, "output_file", resolve), settings.realtime,
+                          volume=settings.volume)
+    from agent.audio.playback import PyAudioSpeaker
+    return PyAudioSpeaker(settings, on_state=on_state)

@@ -1,0 +1,190 @@
+"""The playout buffer: order, silence on underrun, positions, flush, gain, reference."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from agent.audio.playout import PlayoutBuffer, ReferenceRing, volume_to_gain
+
+
+class Clock:
+    """A hand-driven clock for exact position arithmetic."""
+
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def ramp(n, start=0):
+    return (np.arange(start, start + n) % 20000).astype(np.int16)
+
+
+def read(buf, n, **kw):
+    out = np.empty(n, dtype=np.int16)
+    got = buf.read(out, **kw)
+    return out, got
+
+
+def test_reads_return_every_sample_in_order_across_writes():
+    """Writes of odd sizes come out of fixed-size reads unchanged and in order."""
+    buf = PlayoutBuffer(paced=False)
+    src = ramp(10_000)
+    for a, b in [(0, 1), (1, 700), (700, 5003), (5003, 10_000)]:
+        buf.write(src[a:b], "item")
+    outs = [read(buf, 480)[0] for _ in range(21)]
+    np.testing.assert_array_equal(np.concatenate(outs)[:10_000], src)
+    assert buf.queued_samples == 0
+
+
+def test_starved_read_fades_to_silence_without_a_click():
+    """When audio runs out mid-block the rest is silence reached by a 2 ms fade, not a step."""
+    buf = PlayoutBuffer(paced=False)
+    buf.write(np.full(100, 20000, dtype=np.int16), "a")
+    out, got = read(buf, 480)
+    assert got == 100
+    assert np.all(out[:100] == 20000)
+    assert np.max(np.abs(np.diff(out.astype(int)))) <= 20000 / 48 + 1
+    assert not out[148:].any()
+
+
+def test_gap_inside_an_item_counts_as_an_underrun_but_a_gap_between_items_does_not():
+    """Silence between two chunks of one item is an underrun; between items it is not."""
+    buf = PlayoutBuffer(paced=False)
+    buf.write(ramp(480), "a")
+    read(buf, 480)
+    read(buf, 480)  # nothing queued: silence
+    buf.write(ramp(480), "a")
+    assert buf.underruns == 1 and buf.underrun_samples == 480
+    read(buf, 480)
+    read(buf, 480)
+    buf.write(ramp(480), "b")
+    assert buf.underruns == 1
+
+
+def test_played_position_subtracts_what_is_still_in_the_device():
+    """Positions count handed samples minus the read's device delay, advancing with the clock."""
+    clock = Clock()
+    buf = PlayoutBuffer(clock=clock, latency=0.05)
+    buf.write(ramp(24000), "a")
+    read(buf, 4800)                      # 200 ms handed; the first sample is heard 50 ms from now
+    assert buf.played_samples("a") == 0
+    clock.now += 0.05
+    assert buf.played_samples("a") == 0
+    clock.now += 0.1
+    assert buf.played_samples("a") == 2400
+    clock.now += 1.0                    # nothing more read: at most what was handed
+    assert buf.played_samples("a") == 4800
+    read(buf, 4800, delay=0.02)
+    assert buf.played_samples("a") == 4800
+    clock.now += 0.02 + 0.1
+    assert buf.played_samples("a") == 4800 + 2400
+
+
+def test_positions_are_per_item():
+    """Each item's position counts only its own samples, silence excluded."""
+    buf = PlayoutBuffer(paced=False)
+    buf.write(ramp(1000), "a")
+    buf.write(ramp(300), "b")
+    read(buf, 2000)
+    buf.write(ramp(50), "c")
+    assert buf.positions() == {"a": 1000, "b": 300, "c": 0}
+    assert buf.played_samples("unknown") == 0
+
+
+def test_flush_drops_the_queue_silences_the_next_read_and_returns_positions():
+    """flush() returns heard samples per item, and the next read has no queued audio in it."""
+    clock = Clock()
+    buf = PlayoutBuffer(clock=clock)
+    buf.write(np.full(24000, 1000, dtype=np.int16), "a")
+    read(buf, 480)
+    clock.now += 0.01
+    assert buf.flush() == {"a": 240}
+    out, got = read(buf, 480)
+    assert got == 0 and not out[48:].any()
+    assert buf.queued_samples == 0 and buf.flushes == 1
+    clock.now += 1
+    assert buf.drained()
+
+
+def test_drained_waits_for_the_device_to_play_out():
+    """drained() is false while audio is queued or still in the device buffer."""
+    clock = Clock()
+    buf = PlayoutBuffer(clock=clock, latency=0.04)
+    assert buf.drained()
+    buf.write(ramp(480), "a")
+    assert not buf.drained()
+    read(buf, 480)
+    assert not buf.drained()
+    clock.now += 0.04 + 0.02
+    assert buf.drained()
+
+
+def test_volume_scales_the_audio_and_glides_to_a_new_value():
+    """Volume 50 % is gain 0.25; a change glides over one block instead of stepping."""
+    assert volume_to_gain(50) == 0.25 and volume_to_gain(0) == 0
+    with pytest.raises(ValueError):
+        volume_to_gain(101)
+    buf = PlayoutBuffer(paced=False, volume=50)
+    buf.write(np.full(960, 20000, dtype=np.int16), "a")
+    out, _ = read(buf, 480)
+    assert np.all(out == 5000)
+    buf.volume = 100
+    out, _ = read(buf, 480)
+    assert out[0] == 5000 and out[-1] == 20000 and np.all(np.diff(out.astype(int)) >= 0)
+
+
+def test_reference_ring_holds_exactly_what_was_played():
+    """The reference holds each block as played (gain and silence included), in order."""
+    buf = PlayoutBuffer(paced=False, volume=50)
+    buf.write(np.full(300, 4000, dtype=np.int16), "a")
+    played = [read(buf, 480)[0] for _ in range(3)]
+    got = buf.reference.read(1440)
+    np.testing.assert_array_equal(got, np.concatenate(played))
+    assert buf.reference.read(1) is None
+
+
+def test_reference_ring_skips_the_oldest_when_its_reader_lags():
+    """A ring of 1000 written 1500 keeps the newest 1000 and counts 500 dropped."""
+    ring = ReferenceRing(1000)
+    ring.write(ramp(700))
+    ring.write(ramp(800, 700))
+    assert ring.dropped == 500 and ring.available == 1000
+    np.testing.assert_array_equal(ring.read(1000), ramp(1000, 500))
+
+
+def test_on_played_sees_each_block():
+    """The on_played hook gets every block the device reads."""
+    buf = PlayoutBuffer(paced=False)
+    seen = []
+    buf.on_played = lambda block: seen.append(block.copy())
+    buf.write(ramp(500), "a")
+    read(buf, 480)
+    read(buf, 480)
+    assert [len(b) for b in seen] == [480, 480]
+    np.testing.assert_array_equal(seen[0], ramp(480))
+
+
+def test_concurrent_writer_and_reader_lose_nothing():
+    """A writer thread and a reader thread together pass 5 s of audio through intact."""
+    buf = PlayoutBuffer(paced=False)
+    src = ramp(120_000)
+    got, total = [], 0
+
+    def writer():
+        for i in range(0, len(src), 777):
+            buf.write(src[i:i + 777], "a")
+
+    t = threading.Thread(target=writer)
+    t.start()
+    block = np.empty(256, dtype=np.int16)
+    for _ in range(1_000_000):
+        n = buf.read(block)
+        got.append(block[:n].copy())
+        total += n
+        if total == len(src):
+            break
+    t.join()
+    np.testing.assert_array_equal(np.concatenate(got), src)
