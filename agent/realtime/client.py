@@ -248,6 +248,7 @@ class RealtimeConnection:
             self._ws.send_close(code if code != 1005 else 1000)
         except Exception:
             pass
+        self._shutdown()
         if self._closing.is_set():
             return None
         if code == 1008:
