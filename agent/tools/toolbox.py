@@ -50,8 +50,9 @@ class _Tool:
 
 def error_output(message: str) -> str:
     """A bounded {"error": ...} JSON string the model can read and speak about."""
-    if len(message) > MAX_ERROR_CHARS:
-        message = message[:MAX_ERROR_CHARS] + "..."
+    if len(message) > MAX_ERROR_CHARS:  # keep both ends: what failed, and the last words of stderr
+        half = MAX_ERROR_CHARS // 2
+        message = f"{message[:half]} ... {message[-half:]}"
     return json.dumps({"error": message})
 
 
