@@ -1,0 +1,58 @@
+"""`mira-agent devserver`: run the local Mira-compatible server until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import signal
+import sys
+import threading
+
+from agent.errors import EX_CONFIG, ConfigError
+from agent.secrets import find_secret
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mira-agent devserver",
+                                description="A local Mira-compatible realtime server (no key, no network).")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (loopback unless --allow-remote)")
+    p.add_argument("--port", type=int, default=8765, help="TCP port (0: a free one)")
+    p.add_argument("--api-key-file", default="",
+                   help="file (mode 0600) holding the one key to accept; default: any key")
+    p.add_argument("--script", default="", help="TOML script of phrases and replies (default: built in)")
+    p.add_argument("--speed", type=float, default=10.0,
+                   help="send reply audio this many times faster than real time (0: no pauses)")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow binding a non-loopback address (the dev server has no real security)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse argv (without the program and subcommand), serve until a signal; an exit status."""
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    from agent.devserver.script import Script
+    from agent.devserver.server import DevServer
+    try:
+        api_key = find_secret(credential="mira-devserver-api-key", file=args.api_key_file,
+                              env="MIRA_DEVSERVER_API_KEY", what="devserver API key", key="--api-key-file")
+        script = Script.load(args.script) if args.script else Script.default()
+        server = DevServer(args.host, args.port, api_key, script, allow_remote=args.allow_remote,
+                           speed=args.speed if args.speed > 0 else math.inf)
+        server.start()
+    except ConfigError as e:
+        print(f"mira-agent devserver: {e}", file=sys.stderr)
+        return EX_CONFIG
+    print(f"devserver listening on {server.url} "
+          f"({'any key accepted' if api_key is None else 'one key accepted'}); Ctrl-C stops it", flush=True)
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    try:
+        while not done.wait(0.5):
+            pass
+    finally:
+        server.stop()
+    return 0
