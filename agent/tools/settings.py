@@ -49,7 +49,7 @@ class CommandAction(Section):
     """Working directory (relative to the config file's folder); empty: that folder."""
     env_allow: list[str] = []
     """Environment variables passed through from the daemon's environment, besides PATH."""
-    max_output_bytes: int = Field(4096, ge=1, le=65536)
+    max_output_bytes: int = Field(4096, ge=1, le=16384)
     """Bytes of stdout kept; more is read and dropped."""
 
     @field_validator("env_allow")
@@ -78,7 +78,7 @@ class HttpAction(Section):
     """arguments: the call's arguments as a JSON body; none: no body (GET, DELETE)."""
     timeout_s: float = Field(10.0, gt=0, le=120)
     """Seconds allowed for the whole request."""
-    max_output_bytes: int = Field(4096, ge=1, le=65536)
+    max_output_bytes: int = Field(4096, ge=1, le=16384)
     """Bytes of the response body kept."""
 
     @model_validator(mode="after")

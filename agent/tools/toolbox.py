@@ -22,7 +22,7 @@ from agent.tools.settings import (BUILTIN_NAMES, BuiltinAction, CommandAction, G
 log = logging.getLogger(__name__)
 
 MAX_ARGUMENTS_CHARS = 32768
-MAX_OUTPUT_CHARS = 16384
+MAX_OUTPUT_CHARS = 20000  # backstop: actions bound themselves to max_output_bytes (<= 16384)
 MAX_ERROR_CHARS = 400
 
 
