@@ -196,3 +196,13 @@ def test_silent_success_says_ok(tmp_path):
     tool = {"name": "quiet", "action": {"kind": "command", "argv": ["/bin/true"]}}
     with toolbox(tmp_path, tool) as tb:
         assert tb.run("quiet", "{}").output == '{"ok": true}'
+
+
+def test_missing_program_is_warned_at_start_and_missing_cwd_is_an_error(tmp_path, caplog):
+    """A program not found logs a warning when the toolbox is built; a missing cwd fails the call."""
+    tools = [{"name": "ghost", "action": {"kind": "command", "argv": ["no-such-program-xyz"]}},
+             {"name": "lost", "action": {"kind": "command", "argv": ["/bin/true"], "cwd": "gone"}}]
+    with toolbox(tmp_path, *tools) as tb:
+        assert "tool ghost: program no-such-program-xyz is not found" in caplog.text
+        result = tb.run("lost", "{}")
+    assert not result.ok and f"working directory {tmp_path / 'gone'} does not exist" in result.output

@@ -195,3 +195,11 @@ def test_connection_refused_is_an_error_output(tmp_path):
         with toolbox(tmp_path, light_tool(f"http://127.0.0.1:{port}/x")) as tb:
             result = tb.run("light", '{"entity": "a", "room": "b"}')
     assert not result.ok and "127.0.0.1" in result.output and "failed" in result.output
+
+
+def test_literal_braces_in_the_url_survive(server, tmp_path):
+    """{{ and }} in the configured URL are literal braces, sent as such (encoded by the client)."""
+    url = base(server) + "/api/{{raw}}/{entity}"
+    with toolbox(tmp_path, light_tool(url, method="GET", body="none")) as tb:
+        assert tb.run("light", '{"entity": "e", "room": "r"}').ok
+    assert server.seen[0]["path"] in ("/api/{raw}/e", "/api/%7Braw%7D/e")

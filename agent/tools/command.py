@@ -3,6 +3,7 @@
 import json
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import time
@@ -42,15 +43,27 @@ def environment(allow: list[str]) -> dict[str, str]:
     return env
 
 
+def program(action: CommandAction, resolve: Callable[[str], Path]) -> str:
+    """argv[0]: a path with a / is relative to the config folder; a bare name is looked up in PATH."""
+    return str(resolve(action.argv[0])) if "/" in action.argv[0] else action.argv[0]
+
+
+def find_program(action: CommandAction, resolve: Callable[[str], Path]) -> str | None:
+    """Where the program is, or None when it cannot be found (checked at start, for a warning)."""
+    return shutil.which(program(action, resolve), path=environment(action.env_allow)["PATH"])
+
+
 def run_command(action: CommandAction, arguments: dict[str, Any],
                 resolve: Callable[[str], Path]) -> str:
     """The program's stdout (bounded); ToolError on a timeout, a start failure or a non-zero exit."""
     argv = build_argv(action, arguments)
-    if "/" in argv[0]:
-        argv[0] = str(resolve(argv[0]))
+    argv[0] = program(action, resolve)
+    cwd = resolve(action.cwd or ".")
+    if not cwd.is_dir():
+        raise ToolError(f"the working directory {cwd} does not exist")
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, cwd=resolve(action.cwd or "."),
+                                stderr=subprocess.PIPE, cwd=cwd,
                                 env=environment(action.env_allow), start_new_session=True)
     except OSError as e:
         raise ToolError(f"cannot start {Path(argv[0]).name}: {e.strerror or e}") from None

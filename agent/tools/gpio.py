@@ -1,6 +1,7 @@
 """The gpio action: set, toggle or pulse one output pin, opened at first use."""
 
 import json
+import threading
 import time
 import warnings
 from typing import Any
@@ -30,6 +31,7 @@ class GpioOutput:
         self._action = action
         self._factory = pin_factory
         self._device = None
+        self._lock = threading.Lock()  # two calls in flight must not open the pin twice
 
     def run(self, arguments: dict[str, Any]) -> str:
         a = self._action
@@ -48,21 +50,23 @@ class GpioOutput:
         return json.dumps({"pin": a.pin, "on": bool(device.value)})
 
     def _open(self):
-        if self._device is None:
-            from gpiozero import DigitalOutputDevice  # the gpio extra: only needed by gpio tools
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # PinFactoryFallback noise on non-Pi hosts
-                    self._device = DigitalOutputDevice(
-                        self._action.pin, active_high=self._action.active_high,
-                        initial_value=False, pin_factory=self._factory)
-            except Exception as e:
-                raise ToolError(f"GPIO pin {self._action.pin} cannot be opened "
-                                f"({type(e).__name__}: {e})") from None
-        return self._device
+        with self._lock:
+            if self._device is None:
+                try:
+                    from gpiozero import DigitalOutputDevice  # the gpio extra: only gpio tools need it
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")  # PinFactoryFallback noise on non-Pi hosts
+                        self._device = DigitalOutputDevice(
+                            self._action.pin, active_high=self._action.active_high,
+                            initial_value=False, pin_factory=self._factory)
+                except Exception as e:
+                    raise ToolError(f"GPIO pin {self._action.pin} cannot be opened "
+                                    f"({type(e).__name__}: {e})") from None
+            return self._device
 
     def close(self) -> None:
         """Release the pin. Idempotent."""
-        if self._device is not None:
-            self._device.close()
-            self._device = None
+        with self._lock:
+            if self._device is not None:
+                self._device.close()
+                self._device = None

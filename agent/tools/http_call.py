@@ -14,7 +14,7 @@ from urllib.parse import quote, urlsplit
 from agent.errors import ToolError
 from agent.secrets import find_secret, redact
 from agent.tools import placeholders
-from agent.tools.settings import HttpAction, check_http_url
+from agent.tools.settings import HttpAction
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +68,10 @@ class HttpCall:
         a = self._action
         try:
             url = placeholders.fill(a.url, arguments, encode=lambda s: quote(s, safe=""))
-            check_http_url(url)
         except ValueError as e:
             raise ToolError(str(e)) from None
+        if urlsplit(url)[:2] != urlsplit(a.url)[:2]:  # encoded values cannot do this; make sure
+            raise ToolError("the arguments would change the URL's scheme or host")
         body = json.dumps(arguments).encode() if a.body == "arguments" else None
         request = urllib.request.Request(url, data=body, method=a.method, headers=self.headers())
         deadline = time.monotonic() + a.timeout_s

@@ -77,7 +77,7 @@ class HttpAction(Section):
     body: Literal["arguments", "none"] = "arguments"
     """arguments: the call's arguments as a JSON body; none: no body (GET, DELETE)."""
     timeout_s: float = Field(10.0, gt=0, le=120)
-    """Seconds allowed for the whole request."""
+    """Seconds allowed to connect and to receive the response."""
     max_output_bytes: int = Field(4096, ge=1, le=16384)
     """Bytes of the response body kept."""
 

@@ -12,7 +12,7 @@ from jsonschema.exceptions import best_match
 
 from agent.errors import ConfigError, ToolError
 from agent.tools.builtins import BUILTINS
-from agent.tools.command import run_command
+from agent.tools.command import find_program, run_command
 from agent.tools.device import DeviceControls
 from agent.tools.gpio import GpioOutput
 from agent.tools.http_call import HttpCall
@@ -185,6 +185,8 @@ class Toolbox:
             self._pins.append(pin)
             return pin.run
         if isinstance(a, CommandAction):
+            if find_program(a, resolve) is None:  # may appear later (a mount): warn, do not refuse
+                log.warning("tool %s: program %s is not found or not executable", t.name, a.argv[0])
             return lambda args: run_command(a, args, resolve)
         if isinstance(a, HttpAction):
             return HttpCall(a, t.name, resolve).run
