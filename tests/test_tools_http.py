@@ -203,3 +203,12 @@ def test_literal_braces_in_the_url_survive(server, tmp_path):
     with toolbox(tmp_path, light_tool(url, method="GET", body="none")) as tb:
         assert tb.run("light", '{"entity": "e", "room": "r"}').ok
     assert server.seen[0]["path"] in ("/api/{raw}/e", "/api/%7Braw%7D/e")
+
+
+def test_token_over_plain_http_to_another_host_is_warned(tmp_path, caplog):
+    """A secret header sent over http:// off this machine logs a warning at start (no token shown)."""
+    tool = light_tool("http://homeassistant.example:8123/api/x",
+                      header_secret_files={"Authorization": str(secret_file(tmp_path))})
+    toolbox(tmp_path, tool).close()
+    assert "sends a token in clear over http:// to homeassistant.example" in caplog.text
+    assert TOKEN not in caplog.text

@@ -1,6 +1,5 @@
 """The http action: one request to a configured URL; the response body, bounded, is the result."""
 
-import ipaddress
 import json
 import logging
 import socket
@@ -12,6 +11,7 @@ from typing import Any, Callable
 from urllib.parse import quote, urlsplit
 
 from agent.errors import ToolError
+from agent.realtime.settings import is_loopback
 from agent.secrets import find_secret, redact
 from agent.tools import placeholders
 from agent.tools.settings import HttpAction
@@ -43,7 +43,7 @@ class HttpCall:
                 credential=Path(file).name, file=str(resolve(file)), env="",
                 what=f"{header} token", key=f"tools {tool!r} header_secret_files.{header}")
         host = urlsplit(action.url).hostname or ""
-        if self._secrets and action.url.startswith("http://") and not _is_local(host):
+        if self._secrets and action.url.startswith("http://") and not is_loopback(host):
             log.warning("tool %s sends a token in clear over http:// to %s; use https://", tool, host)
 
     def headers(self) -> dict[str, str]:
@@ -105,11 +105,3 @@ def _read(response, limit: int, deadline: float) -> tuple[str, bool]:
         data += chunk
     return bytes(data[:limit]).decode("utf-8", "replace").strip(), len(data) > limit
 
-
-def _is_local(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
