@@ -87,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # a bug: say so in one line, keep the trace for --log-level debug
+        logging.getLogger("agent").debug("unexpected error", exc_info=True)
+        print(f"mira-agent: unexpected error: {type(e).__name__}: {e} "
+              f"(run with --log-level debug for the details, and please report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

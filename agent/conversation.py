@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 TICK_S = 0.02
 THINKING_TIMEOUT_S = 20.0
+INPUT_END_GRACE_S = 2.0  # after the input's end, time for the server to hear the last words
 # Mid-conversation states: a dropped socket here is reconnected, not forgotten.
 _IN_SESSION = {State.CONNECTING, State.LISTENING, State.THINKING, State.SPEAKING,
                State.FOLLOW_UP, State.RECONNECTING}
@@ -50,7 +51,7 @@ class Conversation:
     """The state machine of the speaker, run on its own thread by `run()`."""
 
     def __init__(self, config: Config, *, api_key: str, mic: Microphone, speaker: Speaker,
-                 detector=None, lights=None, toolbox=None, earcons: dict | None = None,
+                 detector=None, lights=None, toolbox=None, timers=None, earcons: dict | None = None,
                  watchdog=None, on_state: Callable[[State, str], None] | None = None,
                  trigger_on_start: bool = False,
                  connect: Callable[..., RealtimeConnection] = RealtimeConnection,
@@ -63,6 +64,7 @@ class Conversation:
         self.detector = detector
         self.lights = lights
         self.toolbox = toolbox
+        self.timers = timers
         self.earcons = earcons or {}
         self._watchdog = watchdog
         self._on_state = on_state
@@ -91,12 +93,16 @@ class Conversation:
         self._thinking_until = 0.0
         self._auth_retry_at = 0.0
         self._mic_ended = False
+        self._mic_ended_at = 0.0
         self._stopping = False
         self._tools_running = 0
         self._response_wanted = False
         self._user_partial: dict[str, str] = {}
         self._assistant_text: dict[str, str] = {}
         self._call_names: dict[str, str] = {}
+        self._end_after_reply = False
+        self._ringing = False
+        self._user_speaking = False      # server VAD heard speech start, not yet its end
         self.exit_code = 0
         self.counters = {"sessions": 0, "barge_ins": 0, "frames_sent": 0, "bad_frames": 0,
                          "reconnects": 0, "dropped_turns": 0}
@@ -132,7 +138,9 @@ class Conversation:
         handlers = {"frame": self._on_frame, "net": self._on_net, "button": self._on_button,
                     "trigger": self._on_trigger, "mic_end": self._on_mic_end,
                     "tools_done": self._on_tools_done, "stop": self._on_stop,
-                    "reload": self._on_reload}
+                    "reload": self._on_reload, "mute": self._on_mute,
+                    "end_after_reply": self._on_end_after_reply,
+                    "timer_ring": self._on_timer_ring, "timer_quiet": self._on_timer_quiet}
         try:
             while not self._stopping:
                 try:
@@ -158,8 +166,11 @@ class Conversation:
         if state is self.state and reason != "started":
             return
         previous, self.state = self.state, state
-        log.info("state %s -> %s (%s)", previous.value, state.value, reason,
-                 extra={"STATE": state.value})
+        if reason == "started":
+            log.info("started, %s", state.value, extra={"STATE": state.value})
+        else:
+            log.info("state %s -> %s (%s)", previous.value, state.value, reason,
+                     extra={"STATE": state.value})
         if self.lights is not None:
             self.lights.show(state)
         if self._on_state is not None:
@@ -197,13 +208,17 @@ class Conversation:
 
     def _on_mic_end(self) -> None:
         self._mic_ended = True
+        self._mic_ended_at = self._clock()
         log.info("microphone input ended")
-        if self.state is State.LISTENING:
+        if self.state is State.LISTENING and (self._user_speaking or self._manual_turn):
             self._end_turn("input ended")
 
     # -- triggers ----------------------------------------------------------------------------
 
     def _on_trigger(self, source: str) -> None:
+        if self._ringing and self.timers is not None:
+            self.timers.stop_ringing()  # the press or the wake word answers the timer
+            return
         st = self.state
         if st is State.SPEAKING or (st is State.THINKING and self.ledger and self.ledger.active_response):
             self._barge_in(source)
@@ -313,6 +328,7 @@ class Conversation:
         self._pending.clear()
         self.history.clear()
         self._manual_turn = self._release_pending = self._answer_owed = False
+        self._end_after_reply = False
         self._reconnect_at = self._connect_deadline = None
         self._earcon(earcon)
         if self.state is not State.MUTED:
@@ -346,9 +362,9 @@ class Conversation:
             self._request_response()
             self._thinking_until = self._clock() + THINKING_TIMEOUT_S
             self._show(State.THINKING, "asking again for the reply cut by the drop")
-        elif self._release_pending or (self._mic_ended and not self._manual_turn):
+        elif self._release_pending or (self._mic_ended and self._manual_turn):
             self._release_pending = False
-            self._end_turn("button released" if self._manual_turn else "input ended")
+            self._end_turn("button released" if not self._mic_ended else "input ended")
 
     def _request_response(self) -> None:
         """response.create, deferred while one is active (the server allows one at a time)."""
@@ -383,10 +399,12 @@ class Conversation:
             self._session_ready()
 
     def _ev_speech_started(self, e) -> None:
+        self._user_speaking = True
         if self.state is State.FOLLOW_UP:
             self._show(State.LISTENING, "user spoke again")
 
     def _ev_speech_stopped(self, e) -> None:
+        self._user_speaking = False
         if self.state is State.LISTENING:
             self._thinking_until = self._clock() + THINKING_TIMEOUT_S
             self._show(State.THINKING, "end of speech")
@@ -434,6 +452,14 @@ class Conversation:
             self._pending.clear()
             self._show(State.SPEAKING, "first reply audio")
 
+    def _ev_audio_done(self, e) -> None:
+        # The resampler of G.711 audio holds its last few ms back until told the item ended.
+        tail = self._decoder.flush()
+        if len(tail) and self.state is State.SPEAKING and e.get("response_id") != self._ignored_response:
+            item = str(e.get("item_id") or "")
+            self.ledger.audio_received(item, len(tail))
+            self.speaker.play(tail, item)
+
     def _ev_item_added(self, e) -> None:
         item = e.get("item") or {}
         if item.get("type") == "function_call":
@@ -477,6 +503,7 @@ class Conversation:
         "response.audio_transcript.done": _ev_assistant_done,
         "response.created": _ev_response_created,
         "response.audio.delta": _ev_audio_delta,
+        "response.audio.done": _ev_audio_done,
         "response.output_item.added": _ev_item_added,
         "response.function_call_arguments.done": _ev_function_call,
         "response.done": _ev_response_done,
@@ -557,12 +584,18 @@ class Conversation:
             self._open("reconnecting")
         elif st is State.SPEAKING and self.ledger.active_response is None and self.speaker.drained() \
                 and not self._tools_running:
-            self._follow_up_until = now + self.config.settings.session.follow_up_s
-            self._show(State.FOLLOW_UP, "reply finished")
+            if self._end_after_reply:
+                self._end_session("the user said goodbye")
+            else:
+                self._follow_up_until = now + self.config.settings.session.follow_up_s
+                self._show(State.FOLLOW_UP, "reply finished")
         elif st is State.THINKING and now > self._thinking_until and not self._tools_running:
             log.warning("no reply from the server within %.0f s", THINKING_TIMEOUT_S)
             self._follow_up_until = now + self.config.settings.session.follow_up_s
             self._show(State.FOLLOW_UP, "no reply")
+        elif st is State.LISTENING and self._mic_ended and not self._user_speaking \
+                and now - self._mic_ended_at > INPUT_END_GRACE_S:
+            self._end_session("input ended")
         elif st is State.FOLLOW_UP and (now > self._follow_up_until or self._mic_ended):
             self._end_session("input ended" if self._mic_ended else
                               f"no follow-up for {self.config.settings.session.follow_up_s:g} s")
@@ -577,6 +610,25 @@ class Conversation:
 
     def _on_stop(self) -> None:
         self._stopping = True
+
+    def _on_mute(self, muted: bool) -> None:
+        self._set_muted(muted, "asked by voice")
+
+    def _on_end_after_reply(self) -> None:
+        if self.conn is not None:
+            self._end_after_reply = True
+
+    def _on_timer_ring(self, timer) -> None:
+        self._ringing = True
+        log.info("timer %s is ringing%s", timer.id, f" ({timer.label})" if timer.label else "")
+        self._earcon("timer")
+        if self.lights is not None and hasattr(self.lights, "ring"):
+            self.lights.ring()
+
+    def _on_timer_quiet(self) -> None:
+        self._ringing = False
+        if self.lights is not None:
+            self.lights.show(self.state)
 
     def _on_reload(self, config: Config) -> None:
         self.config = config

@@ -37,6 +37,39 @@ class Parts:
                 log.warning("closing %s failed: %s", getattr(closer, "__self__", closer), e)
 
 
+class DeviceBridge:
+    """What the built-in tools control (volume, mute, goodbye, timers), handed to the conversation."""
+
+    def __init__(self, speaker, post: Callable[..., None], volume: int):
+        from agent.tools.timers import Timers
+
+        self._speaker = speaker
+        self._post = post
+        self._volume = volume
+        self.timers = Timers(on_ring=lambda t: post("timer_ring", t),
+                             on_quiet=lambda: post("timer_quiet"))
+
+    def get_volume(self) -> int:
+        return self._volume
+
+    def set_volume(self, percent: int) -> None:
+        self._volume = max(0, min(100, int(percent)))
+        set_volume = getattr(self._speaker, "set_volume", None)
+        if set_volume is not None:
+            set_volume(self._volume)
+        else:
+            self._speaker.buffer.volume = self._volume
+
+    def set_muted(self, muted: bool) -> None:
+        self._post("mute", bool(muted))
+
+    def end_conversation(self) -> None:
+        self._post("end_after_reply")
+
+    def close(self) -> None:
+        self.timers.close()
+
+
 def require_api_key(config: Config) -> str:
     key = config.api_key()
     if not key:
@@ -49,14 +82,20 @@ def build_conversation(config: Config, parts: Parts, *, api_key: str | None = No
                        trigger_on_start: bool = False, on_state=None,
                        watchdog=None) -> Conversation:
     """The conversation with every part the config asks for, opened and registered in `parts`."""
-    from agent.audio.factory import open_microphone, open_speaker
+    from agent.audio.devices import open_microphone, open_speaker
 
     s = config.settings
     key = api_key if api_key is not None else require_api_key(config)
+    from agent.tools.toolbox import Toolbox
+
     speaker = parts.add(open_speaker(s.audio, config.resolve))
     mic = parts.add(open_microphone(s.audio, config.resolve))
-    return Conversation(config, api_key=key, mic=mic, speaker=speaker, on_state=on_state,
-                        trigger_on_start=trigger_on_start, watchdog=watchdog)
+    conversation = Conversation(config, api_key=key, mic=mic, speaker=speaker, on_state=on_state,
+                                trigger_on_start=trigger_on_start, watchdog=watchdog)
+    bridge = parts.add(DeviceBridge(speaker, conversation.post, s.audio.volume))
+    conversation.timers = bridge.timers
+    conversation.toolbox = parts.add(Toolbox(s.tools, bridge, config.resolve))
+    return conversation
 
 
 def run(config_path: str, *, exit_when_done: bool | None = None, trigger_on_start: bool = False) -> int:
