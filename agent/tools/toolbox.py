@@ -110,6 +110,7 @@ class Toolbox:
     def run(self, name: str, arguments_json: str) -> ToolResult:
         """Validate and run one call; every failure becomes an error output. Never raises."""
         t0 = time.perf_counter()
+        name, arguments_json = str(name), arguments_json or ""
         tool = self._tools.get(name)
         stage = "unknown tool"
         try:
@@ -123,7 +124,7 @@ class Toolbox:
         except ToolError as e:
             output, ok = error_output(str(e)), False
         except Exception as e:  # a bug or an unexpected library error: the model hears of it, we log it
-            log.exception("tool %s raised", name[:64])
+            log.exception("tool %r raised", name[:64])
             output, ok = error_output(f"{name[:64]} failed unexpectedly ({type(e).__name__})"), False
         duration = time.perf_counter() - t0
         self._log(name, tool, arguments_json, ok, stage, output, duration)
