@@ -13,7 +13,7 @@ from agent.gpio.settings import ButtonSettings, LedSettings
 from agent.realtime.settings import ReconnectSettings, ServerSettings, SessionSettings
 from agent.secrets import find_secret
 from agent.section import Section
-from agent.tools.settings import ToolSettings
+from agent.tools.settings import ToolboxSettings, ToolList
 from agent.wake.settings import WakeSettings
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "config" / "agent.toml"
@@ -79,7 +79,9 @@ class Settings(Section):
     """Earcons."""
     daemon: DaemonSettings = DaemonSettings()
     """Process behaviour."""
-    tools: list[ToolSettings] = []
+    toolbox: ToolboxSettings = ToolboxSettings()
+    """Built-in tools and timers."""
+    tools: ToolList = []
     """Tools the model may call."""
 
 
@@ -123,8 +125,8 @@ def _describe(err: dict) -> str:
     if err["type"] == "missing":
         return f"{key}: required key is missing"
     value = err.get("input")
-    shown = repr(value) if isinstance(value, (str, int, float, bool)) else type(value).__name__
-    return f"{key}: {err['msg'].removeprefix('Value error, ')} (got {shown})"
+    got = f" (got {value!r})" if isinstance(value, (str, int, float, bool)) else ""
+    return f"{key}: {err['msg'].removeprefix('Value error, ')}{got}"
 
 
 def parse(data: dict, path: Path | None = None) -> Config:

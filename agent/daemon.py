@@ -40,14 +40,16 @@ class Parts:
 class DeviceBridge:
     """What the built-in tools control (volume, mute, goodbye, timers), handed to the conversation."""
 
-    def __init__(self, speaker, post: Callable[..., None], volume: int):
+    def __init__(self, speaker, post: Callable[..., None], volume: int, *, ring_s: float,
+                 max_timers: int):
         from agent.tools.timers import Timers
 
         self._speaker = speaker
         self._post = post
         self._volume = volume
         self.timers = Timers(on_ring=lambda t: post("timer_ring", t),
-                             on_quiet=lambda: post("timer_quiet"))
+                             on_quiet=lambda: post("timer_quiet"), ring_s=ring_s,
+                             max_timers=max_timers)
 
     def get_volume(self) -> int:
         return self._volume
@@ -92,9 +94,10 @@ def build_conversation(config: Config, parts: Parts, *, api_key: str | None = No
     mic = parts.add(open_microphone(s.audio, config.resolve))
     conversation = Conversation(config, api_key=key, mic=mic, speaker=speaker, on_state=on_state,
                                 trigger_on_start=trigger_on_start, watchdog=watchdog)
-    bridge = parts.add(DeviceBridge(speaker, conversation.post, s.audio.volume))
+    bridge = parts.add(DeviceBridge(speaker, conversation.post, s.audio.volume,
+                                    ring_s=s.toolbox.timer_ring_s, max_timers=s.toolbox.max_timers))
     conversation.timers = bridge.timers
-    conversation.toolbox = parts.add(Toolbox(s.tools, bridge, config.resolve))
+    conversation.toolbox = parts.add(Toolbox(s.tools, bridge, config.resolve, builtins=s.toolbox.builtins))
     return conversation
 
 

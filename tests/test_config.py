@@ -144,3 +144,13 @@ class TestApiKey:
             self._cfg(tmp_path, str(kf)).api_key()
         assert "chmod 600" in str(e.value) and "server.api_key_file" in str(e.value)
         assert "sk-secret-value" not in str(e.value)
+
+
+def test_commented_tool_examples_load_when_uncommented():
+    """The [[tools]] examples in config/agent.toml are valid as soon as a user uncomments them."""
+    text = config.EXAMPLE_CONFIG.read_text()
+    tail = text[text.index("# Tools the model may call"):]
+    lines = [re.sub(r"^# ", "", l) if re.match(r"^# (\[|\w+\s*=)", l) else l for l in tail.splitlines()]
+    data = tomllib.loads("\n".join(lines))
+    cfg = config.parse(data)
+    assert [t.action.kind for t in cfg.settings.tools] == ["gpio", "command", "http", "builtin"]
