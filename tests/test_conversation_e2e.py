@@ -1,90 +1,17 @@
 """End to end: the conversation loop, the file audio backend and the local Mira server, for real."""
 
-import threading
 import time
-import wave
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from agent import config as config_mod
 from agent.audio.base import FRAME_SAMPLES, SAMPLE_RATE
 from agent.audio.wavfile import read_wav
-from agent.daemon import Parts, build_conversation
-from agent.demo import demo_config, speak, user_audio, write_wav
+from agent.demo import speak, user_audio
 from agent.devserver import DevServer
 from agent.state import State
-from conformance import check_client_event, check_server_event
-
-KEY = "sk-mira-test"
+from harness import KEY, Run, check_all_events, frames_in_order
 pytestmark = pytest.mark.slow
-
-
-def _frames_in_order(sent: np.ndarray, source: np.ndarray) -> list[int]:
-    """Indices of source frames that make up `sent`, checking each is an exact copy, in order."""
-    src = source[: len(source) // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
-    assert len(sent) % FRAME_SAMPLES == 0, "the server got a partial frame"
-    indices, j = [], 0
-    for frame in sent.reshape(-1, FRAME_SAMPLES):
-        while j < len(src) and not np.array_equal(src[j], frame):
-            j += 1
-        assert j < len(src), "the server got audio that is not the microphone's, or out of order"
-        indices.append(j)
-        j += 1
-    return indices
-
-
-def _check_all_events(session) -> None:
-    for e in session.client_events:
-        check_client_event(e)
-    for e in session.server_events:
-        check_server_event(e)
-
-
-class Run:
-    """A conversation on the file backend against a DevServer, in a thread, recording states."""
-
-    def __init__(self, tmp: Path, server: DevServer, pcm: np.ndarray, **overrides):
-        write_wav(tmp / "you.wav", pcm)
-        base = demo_config(server.url, tmp).settings.model_dump()
-        for section, values in overrides.items():
-            if isinstance(values, dict):
-                base[section].update(values)
-            else:
-                base[section] = values
-        self.config = config_mod.parse(base, tmp / "agent.toml")
-        self.parts = Parts()
-        self.states: list[State] = []
-        self.conversation = build_conversation(self.config, self.parts, api_key=KEY,
-                                               trigger_on_start=True,
-                                               on_state=lambda s, r: self.states.append(s))
-        self.code = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        try:
-            self.code = self.conversation.run()
-        finally:
-            self.parts.close()
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def wait_state(self, state: State, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while state not in self.states:
-            assert time.monotonic() < deadline, f"never reached {state}; states: {self.states}"
-            time.sleep(0.005)
-
-    def join(self, timeout: float = 60) -> None:
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), f"conversation did not finish; states: {self.states}"
-
-    def __exit__(self, *exc):
-        self.conversation.stop()
-        self.thread.join(10)
 
 
 @pytest.fixture(scope="module")
@@ -106,10 +33,10 @@ def test_demo_conversation_end_to_end(tmp_path, server, two_turns):
     session = server.last_session
     assert session.transcripts == ["what time is it", "turn on the light"]
     assert [o["output"].strip() for o in session.function_outputs] == ["light on=true"]
-    _check_all_events(session)
+    check_all_events(session)
     # Sample-exact: every frame the server got is a frame of the microphone, in order, and the
     # first turn arrived whole from the first sample.
-    idx = _frames_in_order(session.input_pcm(), two_turns)
+    idx = frames_in_order(session.input_pcm(), two_turns)
     first_gap = next((k for k in range(1, len(idx)) if idx[k] != idx[k - 1] + 1), len(idx))
     assert idx[:first_gap] == list(range(first_gap))
     first_speech_end = int((0.5 * SAMPLE_RATE + len(speak("What time is it?"))) / FRAME_SAMPLES)
@@ -129,7 +56,7 @@ def test_g711_both_ways(tmp_path, server, fmt):
         run.join()
     session = server.last_session
     assert session.transcripts == ["hello"]
-    _check_all_events(session)
+    check_all_events(session)
     reply = read_wav(tmp_path / "reply.wav")
     sent_8k = sum(len(r.audio) for r in session.replies)
     assert abs(len(reply) - 3 * sent_8k) <= 3 * 80  # 8 kHz -> 24 kHz, up to 10 ms of filter tail
@@ -156,7 +83,7 @@ def test_barge_in_by_button_truncates_at_what_was_played(tmp_path, server):
     assert 500 <= truncates[0]["audio_end_ms"] < len(reply.audio) / 2 * 1000 / SAMPLE_RATE
     done = [e["response"]["status"] for e in session.events("response.done")]
     assert done[0] == "cancelled"
-    _check_all_events(session)
+    check_all_events(session)
 
 
 def test_refused_key_goes_to_error_without_a_retry_storm(tmp_path, two_turns):
