@@ -2,11 +2,12 @@
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from agent.section import Section
 
 Engine = Literal["openwakeword", "porcupine", "none"]
+OPENWAKEWORD_MODELS = ("alexa", "hey_jarvis", "hey_mycroft", "hey_rhasspy", "okay_nabu")
 
 
 class PorcupineSettings(Section):
@@ -14,10 +15,23 @@ class PorcupineSettings(Section):
 
     access_key_file: str = ""
     """File with the AccessKey (mode 0600); else credential porcupine-access-key or PORCUPINE_ACCESS_KEY."""
-    keywords: list[str] = ["jarvis"]
-    """Built-in keyword names or paths to .ppn files."""
+    keywords: list[str] = Field(["jarvis"], min_length=1)
+    """Built-in keyword names (alexa, computer, jarvis, porcupine, ...) or paths to .ppn files."""
     sensitivities: list[float] = []
-    """One sensitivity 0..1 per keyword; empty means 0.5 each."""
+    """One sensitivity 0..1 per keyword (higher: fewer misses, more false wakes); empty means 0.5 each."""
+
+    @field_validator("sensitivities")
+    @classmethod
+    def _in_range(cls, v: list[float]) -> list[float]:
+        if any(not 0 <= s <= 1 for s in v):
+            raise ValueError("every sensitivity must be between 0 and 1")
+        return v
+
+    @model_validator(mode="after")
+    def _one_per_keyword(self):
+        if self.sensitivities and len(self.sensitivities) != len(self.keywords):
+            raise ValueError(f"give one sensitivity per keyword ({len(self.keywords)}), or none")
+        return self
 
 
 class WakeSettings(Section):
@@ -30,7 +44,7 @@ class WakeSettings(Section):
     model: str = "hey_jarvis"
     """openWakeWord model: hey_jarvis, alexa, hey_mycroft, hey_rhasspy, okay_nabu, or a .tflite path."""
     threshold: float = Field(0.5, gt=0, lt=1)
-    """Score above which a window counts as the wake word."""
+    """Score above which an 80 ms window counts as the wake word (lower: fewer misses, more false wakes)."""
     trigger_level: int = Field(1, ge=1, le=20)
     """Consecutive windows over the threshold needed to trigger."""
     refractory_s: float = Field(2.0, ge=0, le=30)
@@ -39,3 +53,10 @@ class WakeSettings(Section):
     """Send the wake word itself to the server (default: only what follows it)."""
     porcupine: PorcupineSettings = PorcupineSettings()
     """Porcupine's own settings."""
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        if v not in OPENWAKEWORD_MODELS and not v.endswith(".tflite"):
+            raise ValueError(f"use one of {', '.join(OPENWAKEWORD_MODELS)} or a path to a .tflite file")
+        return v
