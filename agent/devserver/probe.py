@@ -18,6 +18,14 @@ from agent.devserver.server import KEY_PREFIX, SUBPROTOCOL
 Check = Callable[[dict[str, Any]], None]
 
 
+class Closed(ConnectionError):
+    """The server closed the connection with a close frame; `code` is its close code."""
+
+    def __init__(self, code: int):
+        super().__init__(f"the server closed the connection with code {code}")
+        self.code = code
+
+
 class Probe:
     """One connection: send(event), expect(type) -> event; every event kept in `received`.
 
@@ -33,6 +41,7 @@ class Probe:
         self.check_sent = check_sent
         self.check_received = check_received
         self.received: list[dict[str, Any]] = []
+        self.close_code: int | None = None
         self.ws = websocket.create_connection(url, subprotocols=subprotocols, timeout=timeout)
 
     @property
@@ -60,10 +69,16 @@ class Probe:
         """The next server event (TimeoutError if none comes in time)."""
         self.ws.settimeout(self.timeout if timeout is None else timeout)
         try:
-            frame = self.ws.recv()
+            while True:
+                opcode, frame = self.ws.recv_data_frame(True)
+                if opcode == websocket.ABNF.OPCODE_CLOSE:
+                    self.close_code = int.from_bytes(frame.data[:2], "big") if len(frame.data) >= 2 else 1005
+                    raise Closed(self.close_code)
+                if opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
+                    break
         except websocket.WebSocketTimeoutException:
             raise TimeoutError("no server event in time") from None
-        event = json.loads(frame)
+        event = json.loads(frame.data)
         if self.check_received:
             self.check_received(event)
         self.received.append(event)
@@ -87,8 +102,10 @@ class Probe:
         return self.received[start:]
 
     def close(self) -> None:
+        """Close handshake if still open, then the TCP socket (a server waits for that)."""
         if self.ws.connected:
-            self.ws.close()
+            self.ws.close(timeout=2)
+        self.ws.shutdown()
 
     def __enter__(self) -> Probe:
         return self

@@ -17,6 +17,8 @@ from http import HTTPStatus
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 from websockets.http11 import Request, Response
 
 from agent.devserver.asr import Recognizer
@@ -253,9 +255,13 @@ class DevServer:
             return 0
 
         async def each() -> int:
-            targets = [s for sid, s in self._live.items() if session_id in (None, sid)]
+            targets = [s for sid, s in self._live.items()
+                       if session_id in (None, sid) and s.ws.state is State.OPEN]
             for s in targets:
-                await action(s)
+                try:
+                    await action(s)
+                except ConnectionClosed:
+                    pass  # it went away meanwhile: the fault happened anyway
             return len(targets)
 
         return asyncio.run_coroutine_threadsafe(each(), self._loop).result(timeout)
@@ -269,14 +275,14 @@ class DevServer:
     def close_connections(self, code: int = 1001, reason: str = "", session_id: str | None = None) -> int:
         """Close the session(s) with a close frame of this code (1001 going away, 1011, 1008...)."""
         async def act(s: Session) -> None:
-            await s.ws.close(code, reason)
-        return self._on_sessions(act, session_id, timeout=10.0)
+            await s.close(code, reason)
+        return self._on_sessions(act, session_id)
 
     def expire_sessions(self, session_id: str | None = None) -> int:
         """Send the error session_expired, then close 1001, as a session at its maximum length."""
         async def act(s: Session) -> None:
             await s.expire()
-        return self._on_sessions(act, session_id, timeout=10.0)
+        return self._on_sessions(act, session_id)
 
     def silence_connections(self, session_id: str | None = None) -> int:
         """Black-hole the session(s): no reading (so no pongs), no sending, no FIN."""

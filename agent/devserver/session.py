@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from agent.devserver import responses, tts
 from agent.devserver.events import check_event, decode_audio, default_session, merge_session
@@ -41,6 +42,7 @@ class Session:
         self.pending_outputs: list[tuple[str, str]] = []  # (name, output) awaiting response.create
         self.response: Run | None = None
         self.silenced = False
+        self._closing: asyncio.Task | None = None
         self._asr: asyncio.Task[Recognizer] | None = None
         self.seg_ms = 0            # ms of input audio before the current format's segment
         self.received = 0
@@ -105,15 +107,23 @@ class Session:
         if kind == "abort":
             self.ws.transport.abort()
         elif kind in ("close_1001", "close_1011"):
-            await self.ws.close(int(kind[-4:]), "devserver fault")
+            await self.close(int(kind[-4:]), "devserver fault")
         elif kind == "session_expired":
             await self.expire()
         elif kind == "silence":
             self.silence()
 
+    async def close(self, code: int, reason: str = "") -> None:
+        """Send a close frame now; the closing handshake finishes on its own (no waiting on the client)."""
+        self._closing = asyncio.create_task(self.ws.close(code, reason))
+        for _ in range(200):
+            if self.ws.state is not State.OPEN:
+                return
+            await asyncio.sleep(0.001)
+
     async def expire(self) -> None:
         await self.error("session_expired", "Your session hit the maximum duration of the dev server.")
-        await self.ws.close(1001, "session expired")
+        await self.close(1001, "session expired")
 
     async def _expire_after(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
