@@ -203,12 +203,31 @@ install_keys() {
     fi
 }
 
+# Enabling offline only makes a symlink inside the root, so it is really done, not printed.
+# Without systemctl (a bare build container) the same WantedBy= link is made by hand.
+WANTS=multi-user.target.wants
+enable_in_root() {
+    if command -v systemctl >/dev/null; then
+        systemctl --root="$ROOT" --quiet enable "$SERVICE"
+    else
+        mkdir -p "$ROOT$UNIT_DIR/$WANTS"
+        ln -sfn "$UNIT_DIR/$SERVICE" "$ROOT$UNIT_DIR/$WANTS/$SERVICE"
+    fi
+}
+
+disable_in_root() {
+    if command -v systemctl >/dev/null; then
+        systemctl --root="$ROOT" --quiet disable "$SERVICE"
+    else
+        rm -f "$ROOT$UNIT_DIR/$WANTS/$SERVICE"
+    fi
+}
+
 install_unit() {
     mkdir -p "$ROOT$UNIT_DIR"
     install -m 0644 "$SOURCE/systemd/$SERVICE" "$ROOT$UNIT_DIR/$SERVICE"
     if [[ -n $ROOT ]]; then
-        # Offline enabling only makes the symlink inside the root: safe to really do.
-        systemctl --root="$ROOT" --quiet enable "$SERVICE"
+        enable_in_root
     else
         run systemctl daemon-reload
         run systemctl --quiet enable "$SERVICE"
@@ -232,7 +251,7 @@ uninstall() {
     say "removing $SERVICE and $PREFIX"
     if [[ -n $ROOT ]]; then
         if [[ -e $ROOT$UNIT_DIR/$SERVICE ]]; then
-            systemctl --root="$ROOT" --quiet disable "$SERVICE"
+            disable_in_root
         fi
     else
         run systemctl --quiet disable --now "$SERVICE" || true

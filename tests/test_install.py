@@ -171,3 +171,21 @@ def test_unknown_option_is_refused(root, source):
     result = install(root, source, "--unistall")
     assert result.returncode == 1 and "unknown option --unistall" in result.stderr
     assert not (root / "etc").exists()
+
+
+def test_without_systemctl_the_enable_link_is_made_by_hand(root, source, tmp_path):
+    """In a bare build container without systemctl the WantedBy= symlink is still made and removed."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "dirname", "sed", "id", "install", "mkdir", "chmod", "mv", "rm", "cp",
+                 "mktemp", "ln", "grep", "uname", "dpkg", "env", "getent"):
+        found = shutil.which(tool)
+        if found:
+            (bin_dir / tool).symlink_to(found)
+    assert not (bin_dir / "systemctl").exists()
+    path_env = {"PATH": str(bin_dir)}
+    assert install(root, source, key=KEY, extra_env=path_env).returncode == 0
+    link = root / "etc/systemd/system/multi-user.target.wants/mira-agent.service"
+    assert os.readlink(link) == "/etc/systemd/system/mira-agent.service"
+    assert install(root, source, "--uninstall", extra_env=path_env).returncode == 0
+    assert not link.is_symlink()
