@@ -2,6 +2,16 @@
 
 Without NOTIFY_SOCKET (not started by systemd, or Type= is not notify) every call does nothing.
 No call ever raises: a lost status line must not take the speaker down.
+
+    notifier = Notifier()
+    watchdog = Watchdog(notifier)
+    ...config, audio devices and wake word up...
+    notifier.ready("idle: waiting for the wake word")
+    while running:
+        event = events.get(timeout=watchdog.period or 1.0)  # wake up even when nothing happens
+        watchdog.kick()
+        ...
+    notifier.stopping("stopping")
 """
 
 import logging
