@@ -48,7 +48,7 @@ class Recognizer:
         self._decoder = None
         if Decoder is not None:
             # bestpath off: the lattice rescoring drops the last words of a phrase (seen: "what time").
-            d = Decoder(samprate=ASR_RATE, lm=None, bestpath=False, loglevel="ERROR")
+            d = Decoder(samprate=ASR_RATE, lm=None, bestpath=False, loglevel="FATAL")
             known = [p for p in phrases if _in_dictionary(d, p)]
             if len(known) < len(phrases):
                 log.warning("devserver: %d script phrase(s) have words pocketsphinx does not know "
