@@ -1,12 +1,15 @@
-"""Service figures: the unit's systemd exposure rating, and what feeding the watchdog costs the loop."""
+"""Service figures: start to READY=1, the unit's exposure rating, what feeding the watchdog costs."""
 
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+import wave
 from pathlib import Path
 
 from benchmarks.common import Row, median
@@ -60,5 +63,70 @@ def notify_latency() -> Row:
     return Row("sd_notify STATUS= delivered (fallback socket, median)", f"{us:.1f} us", "-", None)
 
 
+READY_RUNS = 5
+READY_TIMEOUT_S = 15.0
+
+
+def _daemon_config(folder: Path, port: int) -> Path:
+    """A daemon that needs no hardware: WAV files for audio, the real wake model, a loopback URL."""
+    with wave.open(str(folder / "silence.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(24000)
+        w.writeframes(bytes(2 * 24000 * 60))
+    path = folder / "agent.toml"
+    path.write_text(f'[server]\nurl = "ws://127.0.0.1:{port}/v1/realtime"\n'
+                    '[audio]\nbackend = "file"\ninput_file = "silence.wav"\noutput_file = "out.wav"\n'
+                    '[wake]\nengine = "openwakeword"\nmodel = "hey_jarvis"\n')
+    return path
+
+
+def _time_to_ready(config: Path, sock: socket.socket, path: str) -> float | None:
+    env = {**os.environ, "NOTIFY_SOCKET": path, "MIRA_API_KEY": "bench-key-not-used"}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(config)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            cwd=Path(__file__).resolve().parent.parent)
+    ready = None
+    try:
+        deadline = t0 + READY_TIMEOUT_S
+        while ready is None and time.perf_counter() < deadline and proc.poll() is None:
+            sock.settimeout(max(0.01, min(0.5, deadline - time.perf_counter())))
+            try:
+                message = sock.recv(4096).decode()
+            except TimeoutError:
+                continue
+            if "READY=1" in message.split("\n"):
+                ready = time.perf_counter() - t0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return ready
+
+
+def start_to_ready() -> Row:
+    """`mira-agent run` to READY=1 (config, audio, wake model up), median of READY_RUNS starts."""
+    name = f"start to READY=1 (file audio, openwakeword, median of {READY_RUNS})"
+    with tempfile.TemporaryDirectory() as d, socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s, \
+            socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)  # never contacted before a wake word; there so the URL is real
+        config = _daemon_config(Path(d), server.getsockname()[1])
+        path = os.path.join(d, "notify")
+        s.bind(path)
+        times = []
+        for _ in range(READY_RUNS):
+            t = _time_to_ready(config, s, path)
+            if t is None:
+                return Row(name, f"no READY=1 in {READY_TIMEOUT_S:g} s", "<= 3 s", False)
+            times.append(t)
+    value = median(times)
+    return Row(name, f"{value:.2f} s", "<= 3 s", value <= 3.0)
+
+
 def rows() -> list[Row]:
-    return [exposure(), kick_cost(), notify_latency()]
+    return [start_to_ready(), exposure(), kick_cost(), notify_latency()]
