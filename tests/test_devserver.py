@@ -376,3 +376,48 @@ def test_script_can_be_replaced_while_running(connect, server):
         assert p.expect("response.audio_transcript.done")["transcript"] == "No idea."
     finally:
         server.script = old
+
+
+def test_text_only_response_and_item_retrieve_delete(connect):
+    """response.create with modalities [text] streams text events; items can be retrieved and deleted."""
+    p = connect()
+    configure(p, turn_detection=None)
+    p.send({"type": "conversation.item.create", "item": {
+        "id": "item_mine", "type": "message", "role": "user", "content": [{"type": "input_text", "text": "hello"}]}})
+    assert p.expect("conversation.item.created")["item"]["id"] == "item_mine"
+    p.send({"type": "response.create", "response": {"modalities": ["text"]}})
+    events = p.collect_until("response.done")
+    assert "response.audio.delta" not in types(events)
+    text = "".join(e["delta"] for e in events if e["type"] == "response.text.delta")
+    assert text == next(e for e in events if e["type"] == "response.text.done")["text"]
+    assert text.startswith("Hello!")
+    p.send({"type": "conversation.item.retrieve", "item_id": "item_mine"})
+    assert p.expect("conversation.item.retrieved")["item"]["content"][0]["text"] == "hello"
+    p.send({"type": "conversation.item.delete", "item_id": "item_mine"})
+    assert p.expect("conversation.item.deleted")["item_id"] == "item_mine"
+    p.send({"type": "conversation.item.retrieve", "item_id": "item_mine"})
+    assert p.expect("error")["error"]["code"] == "item_not_found"
+
+
+def test_several_calls_in_one_response_each_get_their_output(connect, server):
+    """A phrase with two calls yields two function_call items in order; both outputs are spoken about."""
+    old = server.script
+    server.script = Script.from_dict({"phrases": [{"say": "good night", "calls": [
+        {"name": "set_light", "arguments": {"on": False}}, {"name": "set_timer", "arguments": {"minutes": 5}}]}]})
+    try:
+        p = connect()
+        configure(p, turn_detection=None)
+        say(p, "good night")
+        p.send({"type": "response.create"})
+        events = p.collect_until("response.done")
+        items = [e["item"] for e in events if e["type"] == "response.output_item.done"]
+        assert [i["name"] for i in items] == ["set_light", "set_timer"]
+        assert [e["output_index"] for e in events if e["type"] == "response.output_item.added"] == [0, 1]
+        for item, output in zip(items, ["off", "timer set"]):
+            p.send({"type": "conversation.item.create",
+                    "item": {"type": "function_call_output", "call_id": item["call_id"], "output": output}})
+            p.expect("conversation.item.created")
+        p.send({"type": "response.create"})
+        assert p.expect("response.audio_transcript.done")["transcript"] == "Done: off Done: timer set"
+    finally:
+        server.script = old

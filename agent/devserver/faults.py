@@ -13,7 +13,7 @@ class Faults:
     """Set these on `DevServer.faults`; the server reads them as it goes."""
 
     mid_response: MidResponseFault | None = None
-    """Fault the next audio response after `after_deltas` audio deltas, then reset to None:
+    """Fault the first audio response (any session) to reach `after_deltas` deltas; then None:
     abort (TCP reset, no close frame), close_1001 / close_1011 (a close frame with that code),
     session_expired (an error event, then close 1001), silence (stop reading and sending)."""
     after_deltas: int = 2

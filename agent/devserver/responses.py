@@ -147,7 +147,6 @@ async def _audio(s: Session, run: Run, where: dict, reply: Reply, data: bytes, f
     step = tts.rate_of(fmt) * s.server.chunk_ms // 1000 * tts.bytes_per_sample(fmt)
     chunks = [data[i:i + step] for i in range(0, len(data), step)] or [b""]
     words = run.plan.text.split()
-    fault = s.server.faults.take_mid_response()
     said = 0
     for n, chunk in enumerate(chunks):
         if run.cancel_reason:
@@ -162,7 +161,9 @@ async def _audio(s: Session, run: Run, where: dict, reply: Reply, data: bytes, f
         reply.audio += chunk
         run.audio_started = True
         run.audio_ms = len(reply.audio) * 1000 // (tts.rate_of(fmt) * tts.bytes_per_sample(fmt))
-        if fault and n + 1 >= s.server.faults.after_deltas:
+        faults = s.server.faults
+        if faults.mid_response and n + 1 >= faults.after_deltas:
+            fault = faults.take_mid_response()
             await s.fault(fault)
             raise Dropped(fault)
         await asyncio.sleep(s.server.chunk_ms / 1000 / s.server.speed)

@@ -14,7 +14,6 @@ import re
 import threading
 import time
 from http import HTTPStatus
-from typing import Any
 
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -308,6 +307,3 @@ class DevServer:
 
     def __repr__(self) -> str:
         return f"DevServer({self.url}, sessions={len(self.recorder.sessions)})"
-
-    def __getstate__(self) -> dict[str, Any]:  # never pickle (or print) the key
-        raise TypeError("DevServer cannot be pickled")

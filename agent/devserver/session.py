@@ -86,9 +86,13 @@ class Session:
         if self.silenced:
             return
         event = {"event_id": self.ids.new("event"), "type": kind, **fields}
-        self.record.server_events.append(event)
+        self.record.server_events.append(event)  # before sending: a test may look as soon as it arrives
         self.server.recorder.changed()
-        await self.ws.send(json.dumps(event))
+        try:
+            await self.ws.send(json.dumps(event))
+        except ConnectionClosed:
+            self.record.server_events.remove(event)
+            raise
 
     async def error(self, code: str, message: str, param: str | None = None,
                     event_id: str | None = None, kind: str = "invalid_request_error") -> None:
