@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 # Debian packages: build headers for pyaudio and systemd-python, speech for the
 # demo and the tests, and a PulseAudio null sink for real-time audio tests.
 APT_PACKAGES := python3-venv python3-dev gcc pkg-config portaudio19-dev libsystemd-dev \
-	libasound2-plugins alsa-utils espeak-ng sox pulseaudio pulseaudio-utils shellcheck
+	libasound2-plugins alsa-utils espeak-ng sox pulseaudio pulseaudio-utils shellcheck systemd
 
 .PHONY: setup demo test bench devserver clean apt
 

@@ -12,12 +12,7 @@ LEVELS = ["debug", "info", "warning", "error"]
 
 
 def _setup_logging(level: str) -> None:
-    try:
-        from agent.service.logs import setup_logging
-    except ImportError:
-        logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-                            datefmt="%H:%M:%S")
-        return
+    from agent.service.logs import setup_logging
     setup_logging(level)
 
 
@@ -58,7 +53,7 @@ def _dispatch(args) -> int:
     if args.command == "run":
         from agent import daemon
         return daemon.run(args.config, exit_when_done=args.exit_when_done,
-                          trigger_on_start=args.trigger_on_start)
+                          trigger_on_start=args.trigger_on_start, log_level=args.log_level)
     if args.command == "demo":
         from agent import demo
         return demo.main(args.dir)

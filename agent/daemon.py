@@ -101,36 +101,56 @@ def build_conversation(config: Config, parts: Parts, *, api_key: str | None = No
     return conversation
 
 
-def run(config_path: str, *, exit_when_done: bool | None = None, trigger_on_start: bool = False) -> int:
+def run(config_path: str, *, exit_when_done: bool | None = None, trigger_on_start: bool = False,
+        log_level: str | None = None) -> int:
     """`mira-agent run`: the daemon until SIGTERM (or, with exit_when_done, the input's end)."""
+    from agent.service.logs import register_secret
+    from agent.service.notify import Notifier, Watchdog
+
+    notifier = Notifier()
     config = config_mod.load(config_path)
     if exit_when_done is not None:
         config = Config(config.settings.model_copy(update={"daemon": config.settings.daemon.model_copy(
             update={"exit_when_done": exit_when_done})}), config.path)
+    key = require_api_key(config)
+    register_secret(key)
     parts = Parts()
     try:
-        conversation = build_conversation(config, parts, trigger_on_start=trigger_on_start)
-        _install_signals(conversation, config_path)
-        return conversation.run()
+        conversation = build_conversation(
+            config, parts, api_key=key, trigger_on_start=trigger_on_start, watchdog=Watchdog(notifier),
+            on_state=lambda state, reason: notifier.status(f"{state.value}: {reason}"))
+        _install_signals(conversation, config_path, notifier, log_level)
+        notifier.ready("idle: waiting for the wake word or the button")
+        code = conversation.run()
+        notifier.stopping("stopped")
+        return code
     finally:
         parts.close()
+        notifier.close()
 
 
-def _install_signals(conversation: Conversation, config_path: str) -> None:
+def _install_signals(conversation: Conversation, config_path: str, notifier, log_level: str | None) -> None:
     if threading.current_thread() is not threading.main_thread():
         return
 
     def stop(signum, frame):
         log.info("received %s: stopping", signal.Signals(signum).name)
+        notifier.stopping("stopping")
         conversation.stop()
 
     def reload(signum, frame):
+        notifier.reloading("reloading the config")
         try:
             new = config_mod.load(config_path)
         except ConfigError as e:
-            log.error("SIGHUP: new config refused, keeping the old one: %s", e)
+            log.error("SIGHUP: the new config is refused, the old one stays: %s", e)
+            notifier.ready(f"{conversation.state.value}: new config refused: {e}")
             return
+        if log_level is None:
+            from agent.service.logs import setup_logging
+            setup_logging(new.settings.daemon.log_level)
         conversation.post("reload", new)
+        notifier.ready(f"{conversation.state.value}: config reloaded")
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
