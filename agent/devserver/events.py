@@ -148,7 +148,7 @@ def merge_session(current: dict[str, Any], update: dict[str, Any]) -> tuple[dict
             if not isinstance(value, str):
                 return current, ("invalid_type", f"Invalid type for '{p}': expected a string.", p)
         elif key == "modalities":
-            if not isinstance(value, list) or not value or not set(value) <= {"audio", "text"}:
+            if not isinstance(value, list) or not value or not all(m in ("audio", "text") for m in value):
                 return current, ("invalid_value", f"Invalid value for '{p}': a list of 'audio' and 'text'.", p)
         elif key == "temperature":
             if not _is_number(value):
@@ -206,3 +206,51 @@ def _check_tools(tools: Any) -> Problem | None:
         if "parameters" in tool and not isinstance(tool["parameters"], dict):
             return "invalid_type", f"Invalid type for '{p}[{i}].parameters': a JSON Schema object.", f"{p}[{i}]"
     return None
+
+
+_PART_TYPES = ("input_text", "input_audio", "item_reference", "text", "audio")
+_ITEM_STRINGS = {"message": ("id",), "function_call": ("id", "name", "call_id", "arguments"),
+                 "function_call_output": ("id", "call_id", "output")}
+_ITEM_REQUIRED = {"message": (), "function_call": ("name", "call_id"), "function_call_output": ("call_id", "output")}
+
+
+def clean_item(item: dict[str, Any]) -> tuple[dict[str, Any] | None, Problem | None]:
+    """A client's conversation item reduced to the fields the server keeps, or what is wrong with it.
+
+    The server echoes items back (conversation.item.created), so only well-typed fields survive.
+    """
+    kind = item.get("type")
+    if kind not in _ITEM_STRINGS:
+        return None, ("invalid_value", "Invalid value for 'item.type': message, function_call or "
+                      "function_call_output.", "item.type")
+    out: dict[str, Any] = {"type": kind}
+    for key in _ITEM_STRINGS[kind]:
+        if key in item:
+            if not isinstance(item[key], str):
+                return None, ("invalid_type", f"Invalid type for 'item.{key}': expected a string.", f"item.{key}")
+            out[key] = item[key]
+    for key in _ITEM_REQUIRED[kind]:
+        if key not in out:
+            return None, ("missing_required_parameter", f"Missing required parameter: 'item.{key}'.", f"item.{key}")
+    if kind == "message":
+        role, content = item.get("role"), item.get("content")
+        if role not in ("user", "assistant", "system"):
+            return None, ("invalid_value", "Invalid value for 'item.role': user, assistant or system.", "item.role")
+        if not isinstance(content, list):
+            return None, ("invalid_type", "Invalid type for 'item.content': expected a list.", "item.content")
+        parts = []
+        for i, part in enumerate(content):
+            p = f"item.content[{i}]"
+            if not isinstance(part, dict) or part.get("type") not in _PART_TYPES:
+                return None, ("invalid_value", f"Invalid value for '{p}': a part of type "
+                              f"{', '.join(_PART_TYPES)}.", p)
+            kept = {"type": part["type"]}
+            for key in ("text", "transcript", "audio", "id"):
+                if key in part and part[key] is not None:
+                    if not isinstance(part[key], str):
+                        return None, ("invalid_type", f"Invalid type for '{p}.{key}': expected a string.",
+                                      f"{p}.{key}")
+                    kept[key] = part[key]
+            parts.append(kept)
+        out.update(role=role, content=parts)
+    return out, None

@@ -120,8 +120,15 @@ class DevServer:
     def last_session(self) -> SessionRecord | None:
         return self.recorder.sessions[-1] if self.recorder.sessions else None
 
+    def wait_for(self, predicate, timeout: float = 10.0):
+        """Block until predicate() is truthy, re-checked whenever the server records something."""
+        return self.recorder.wait_for(predicate, timeout)
+
     def start(self) -> int:
-        """Listen on a background thread; returns the bound port. ConfigError if it cannot bind."""
+        """Listen on a background thread; returns the bound port. ConfigError if it cannot bind.
+
+        After stop(), start() listens again on the same port (a server killed and back).
+        """
         if self._thread is not None:
             return self.port
         self._ready.clear()

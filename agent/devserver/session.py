@@ -12,7 +12,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
 from agent.devserver import responses, tts
-from agent.devserver.events import check_event, decode_audio, default_session, merge_session
+from agent.devserver.events import check_event, clean_item, decode_audio, default_session, merge_session
 from agent.devserver.record import SessionRecord, Turn
 from agent.devserver.responses import Plan, Run
 from agent.devserver.vad import EnergyVad
@@ -156,7 +156,14 @@ class Session:
             await self.error(code, message, param, event_id if isinstance(event_id, str) else None)
             return
         handler = getattr(self, "on_" + event["type"].replace(".", "_"))
-        await handler(event, event_id)
+        try:
+            await handler(event, event_id)
+        except (ConnectionClosed, responses.Dropped):
+            raise
+        except Exception:  # a devserver bug: say so, keep the session (tests assert no server_error)
+            log.exception("devserver: handling %s failed", event["type"])
+            await self.error("server_error", "The dev server failed on this event (see its log).",
+                             None, event_id, kind="server_error")
 
     # -- session -------------------------------------------------------------------------------
 
@@ -330,40 +337,28 @@ class Session:
         return {k: v for k, v in item.items() if not k.startswith("_")}
 
     async def on_conversation_item_create(self, event: dict, event_id: str | None) -> None:
-        item = dict(event["item"])
-        kind = item.get("type")
-        if kind not in ("message", "function_call", "function_call_output"):
-            await self.error("invalid_value", "Invalid value for 'item.type': message, function_call "
-                             "or function_call_output.", "item.type", event_id)
+        item, problem = clean_item(event["item"])
+        if problem:
+            await self.error(*problem, event_id=event_id)
+            return
+        if item.get("id") and self._item(item["id"]):
+            await self.error("invalid_value", f"Item '{item['id'][:64]}' already exists.", "item.id", event_id)
             return
         text = None
-        if kind == "function_call_output":
-            call_id, output = item.get("call_id"), item.get("output")
-            if not isinstance(call_id, str) or not isinstance(output, str):
-                await self.error("invalid_type", "A function_call_output needs string 'call_id' and "
-                                 "'output'.", "item.call_id", event_id)
-                return
+        if item["type"] == "function_call_output":
+            call_id = item["call_id"]
             if call_id not in self.calls:
                 await self.error("invalid_value", f"Tool call ID '{call_id[:64]}' not found in "
                                  f"conversation.", "item.call_id", event_id)
                 return
-            self.pending_outputs.append((self.calls[call_id], output))
-            self.record.function_outputs.append(self._public(item))
-        elif kind == "message":
-            content = item.get("content")
-            if item.get("role") not in ("user", "assistant", "system") or not isinstance(content, list):
-                await self.error("invalid_value", "A message item needs a role (user, assistant, "
-                                 "system) and a content list.", "item.role", event_id)
-                return
-            text = " ".join(str(p.get("text") or p.get("transcript") or "") for p in content
-                            if isinstance(p, dict))
+            self.pending_outputs.append((self.calls[call_id], item["output"]))
+            self.record.function_outputs.append(dict(item))
+        elif item["type"] == "message" and item["role"] == "user":
+            text = " ".join(p.get("text") or p.get("transcript") or "" for p in item["content"])
         previous = event.get("previous_item_id") or (self.items[-1]["id"] if self.items else None)
         item.setdefault("id", self.ids.new("item"))
         item.update(object="realtime.item", status="completed")
-        if self._item(item["id"]):
-            await self.error("invalid_value", f"Item '{item['id'][:64]}' already exists.", "item.id", event_id)
-            return
-        self.add_item(item, text=text if item.get("role") == "user" else None)
+        self.add_item(item, text=text)
         await self.emit("conversation.item.created", previous_item_id=previous, item=self._public(item))
 
     async def on_conversation_item_truncate(self, event: dict, event_id: str | None) -> None:
@@ -408,6 +403,10 @@ class Session:
             return
         options = event.get("response") or {}
         modalities = options.get("modalities") or self.config["modalities"]
+        if not isinstance(modalities, list) or not all(m in ("audio", "text") for m in modalities):
+            await self.error("invalid_value", "Invalid value for 'response.modalities': a list of 'audio' "
+                             "and 'text'.", "response.modalities", event_id)
+            return
         self.start_response(Plan(modalities=tuple(modalities)), input_ms=0)
 
     async def on_response_cancel(self, event: dict, event_id: str | None) -> None:
