@@ -1,0 +1,130 @@
+"""The talk button and the mute switch: gpiozero callbacks that only post events."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from enum import Enum
+from typing import Callable
+
+from agent.gpio.settings import ButtonSettings
+
+log = logging.getLogger(__name__)
+
+
+class ButtonAction(str, Enum):
+    """What happened to a button."""
+
+    PRESSED = "pressed"          # talk button went down
+    RELEASED = "released"        # talk button came up
+    LONG_PRESS = "long_press"    # talk button held for long_press_s (the daemon toggles mute)
+    MUTE_ON = "mute_on"          # mute switch closed (also posted at start if it already is)
+    MUTE_OFF = "mute_off"        # mute switch opened
+
+
+@dataclass(frozen=True)
+class ButtonEvent:
+    """One button event, posted to the conversation loop from gpiozero's thread."""
+
+    action: ButtonAction
+    at: float
+    """time.monotonic() when it happened."""
+    held_s: float = 0.0
+    """LONG_PRESS and RELEASED: how long the talk button had been held."""
+    long: bool = False
+    """RELEASED: a LONG_PRESS was posted during this hold (so the release ends no turn)."""
+
+
+class Buttons:
+    """The talk button (pull-up, debounced, long press) and an optional mute switch.
+
+    `post` is called on gpiozero's threads and must not block (e.g. queue.put_nowait).
+    """
+
+    def __init__(self, settings: ButtonSettings, post: Callable[[ButtonEvent], None], *,
+                 pin_factory=None):
+        from gpiozero import Button
+        self._post = post
+        self._lock = threading.Lock()
+        self._pressed_at: float | None = None
+        self._long = False
+        self._closed = False
+        self.talk = self.mute = None
+        bounce = settings.bounce_ms / 1000 or None
+        try:
+            if settings.pin is not None:
+                self.talk = Button(settings.pin, pull_up=True, bounce_time=bounce,
+                                   hold_time=settings.long_press_s, pin_factory=pin_factory)
+                self.talk.when_pressed = self._pressed
+                self.talk.when_released = self._released
+                self.talk.when_held = self._held
+            if settings.mute_pin is not None:
+                self.mute = Button(settings.mute_pin, pull_up=True, bounce_time=bounce,
+                                   pin_factory=pin_factory)
+                self.mute.when_pressed = self._mute_on
+                self.mute.when_released = self._mute_off
+        except Exception:
+            self.close()
+            raise
+        if self.mute is not None and self.mute.is_pressed:
+            self._mute_on()
+
+    @property
+    def muted(self) -> bool:
+        """The mute switch is closed (False without a switch)."""
+        return bool(self.mute is not None and not self._closed and self.mute.is_pressed)
+
+    @property
+    def pressed(self) -> bool:
+        """The talk button is down."""
+        return bool(self.talk is not None and not self._closed and self.talk.is_pressed)
+
+    def _send(self, action: ButtonAction, at: float, held_s: float = 0.0, long: bool = False) -> None:
+        try:
+            self._post(ButtonEvent(action, at, held_s, long))
+        except Exception as e:  # never let the loop's queue break gpiozero's thread
+            log.error("button event %s was lost: %s", action.value, e)
+
+    def _pressed(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._pressed_at, self._long = now, False
+        self._send(ButtonAction.PRESSED, now)
+
+    def _held(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if self._pressed_at is None or self._long:
+                return
+            self._long = True
+            held = now - self._pressed_at
+        self._send(ButtonAction.LONG_PRESS, now, held)
+
+    def _released(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            held = now - self._pressed_at if self._pressed_at is not None else 0.0
+            long, self._pressed_at, self._long = self._long, None, False
+        self._send(ButtonAction.RELEASED, now, held, long)
+
+    def _mute_on(self) -> None:
+        self._send(ButtonAction.MUTE_ON, time.monotonic())
+
+    def _mute_off(self) -> None:
+        self._send(ButtonAction.MUTE_OFF, time.monotonic())
+
+    def close(self) -> None:
+        """Release the pins; safe to call twice."""
+        self._closed = True
+        for device in (self.talk, self.mute):
+            if device is not None:
+                device.close()
+        self.talk = self.mute = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
