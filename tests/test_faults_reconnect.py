@@ -1,0 +1,134 @@
+"""Reconnects mid-conversation over real sockets: a killed server, a black hole, each network fault."""
+
+import logging
+import time
+
+import numpy as np
+import pytest
+
+from agent.audio.base import SAMPLE_RATE
+from agent.demo import user_audio
+from agent.devserver import DevServer
+from agent.devserver.script import Entry, Script
+from agent.realtime import retry
+from agent.state import State
+from fault_proxy import FaultProxy, Watch, dithered, input_frames, retune
+from harness import KEY, Run, check_all_events
+
+pytestmark = pytest.mark.slow
+
+FRAMES_PER_S = 50
+SHORT = Script(entries=(Entry("tell me a story", reply="The end."), Entry("hello", reply="Hi.")))
+
+
+def silence(seconds: float, seed: int = 3) -> np.ndarray:
+    return dithered(np.zeros(int(seconds * SAMPLE_RATE), np.int16), seed)
+
+
+def test_server_killed_mid_reply_and_back_2s_later_resumes_and_loses_no_frame(tmp_path):
+    """Killed while speaking, back 2 s later on the same port: session.update, history replayed,
+    every frame captured from the drop on reaches the new session in order, the reply is asked again."""
+    pcm = dithered(user_audio([(0.3, "Tell me a story.")], trailing_s=8.0))
+    first = DevServer(api_key=KEY)
+    port = first.start()
+    with Run(tmp_path, first, pcm, session={"follow_up_s": 1.0}) as run:
+        watch = Watch(run)
+        run.wait_state(State.SPEAKING)
+        time.sleep(0.3)
+        first.silence_connections()   # a killed process: the socket dies with no close frame
+        first.stop()
+        killed = time.monotonic()
+        dropped = watch.wait(State.RECONNECTING)
+        time.sleep(max(0.0, killed + 2.0 - time.monotonic()))
+        with DevServer(port=port, api_key=KEY, script=SHORT) as second:
+            back = time.monotonic()
+            resumed = watch.wait(State.LISTENING, after=dropped.at)
+            run.join(40)
+    assert resumed.at > back
+    old, new = first.sessions[-1], second.sessions[0]
+    assert len(second.sessions) == 1
+    kinds = [e.get("type") for e in new.client_events]
+    assert kinds[0] == "session.update"
+    replay = new.client_events[1]
+    assert replay["type"] == "conversation.item.create" and replay["item"]["role"] == "user"
+    assert replay["item"]["content"][0]["text"] == "tell me a story"
+    assert "response.create" in kinds and kinds.index("response.create") > kinds.index("input_audio_buffer.append")
+    # Sample-exact: the first session got frames 0..k in order; the new one starts with exactly
+    # the frames captured from the drop until it opened, none missing, none repeated.
+    before, after = input_frames(old, pcm), input_frames(new, pcm)
+    assert before == list(range(len(before)))
+    outage = list(range(dropped.frames, resumed.frames))
+    assert len(outage) >= 2 * FRAMES_PER_S
+    assert after[:len(outage)] == outage
+    assert not set(before) & set(after)
+    assert new.replies[0].status == "completed" and new.replies[0].text == "The end."
+    assert run.states[-1] in (State.IDLE, State.LISTENING)
+    check_all_events(new)
+
+
+def test_blackholed_socket_is_caught_by_the_ping_timeout_in_the_configured_time(tmp_path):
+    """Packets black-holed with no FIN: the ping timeout declares the socket dead within interval + timeout."""
+    with DevServer(api_key=KEY) as server, FaultProxy(server.port) as proxy:
+        run = Run(tmp_path, proxy, silence(12.0), session={"follow_up_s": 1.0})
+        retune(run, server={"url": proxy.url, "ping_interval_s": 1.0, "ping_timeout_s": 1.0})
+        with run:
+            watch = Watch(run)
+            watch.wait(State.LISTENING)
+            time.sleep(0.5)
+            proxy.blackhole()
+            holed = time.monotonic()
+            dropped = watch.wait(State.RECONNECTING, timeout=10)
+            watch.wait(State.LISTENING, after=dropped.at, timeout=10)
+            run.conversation.stop()
+            run.join(10)
+    took = dropped.at - holed
+    assert 1.0 <= took <= 1.0 + 1.0 + 0.5, took
+    assert "stopped answering pings" in dropped.reason
+    assert len(server.sessions) == 2
+
+
+def test_each_network_fault_is_retried_and_no_frame_is_lost(tmp_path, caplog):
+    """Refused, reset, close 1001, close 1011, session_expired and a 503 handshake: each classified
+    RETRY, reconnected, and the microphone stream across all sessions has no gap and no repeat."""
+    caplog.set_level(logging.WARNING, logger="agent.conversation")
+    pcm = silence(24.0)
+    with DevServer(api_key=KEY) as server, FaultProxy(server.port) as proxy:
+        run = Run(tmp_path, proxy, pcm, session={"follow_up_s": 1.0},
+                  reconnect={"base_s": 0.2, "stable_s": 0.5})
+        retune(run, server={"url": proxy.url})
+        faults = {
+            "refused": lambda: (proxy.refuse(), proxy.cut()),
+            "reset": proxy.cut,
+            "close 1001": lambda: server.close_connections(1001),
+            "close 1011": lambda: server.close_connections(1011),
+            "session_expired": server.expire_sessions,
+            "handshake 503": lambda: (setattr(server.faults, "refuse_status", 503), proxy.cut()),
+        }
+        heals = {"refused": proxy.listen, "handshake 503": lambda: setattr(server.faults, "refuse_status", None)}
+        drops = []
+        with run:
+            watch = Watch(run)
+            ready = watch.wait(State.LISTENING)
+            for name, inject in faults.items():
+                time.sleep(0.6)  # up longer than stable_s: the backoff starts again from base
+                inject()
+                drop = watch.wait(State.RECONNECTING, after=ready.at)
+                if name in heals:
+                    time.sleep(0.8)  # a few attempts fail first
+                    heals[name]()
+                ready = watch.wait(State.LISTENING, after=drop.at, timeout=10)
+                drops.append((name, drop))
+            run.conversation.stop()
+            run.join(10)
+    reasons = {name: d.reason for name, d in drops}
+    assert "refused the connection" in caplog.text
+    assert "HTTP 503" in caplog.text
+    assert "(1001" in reasons["close 1001"] and "(1011" in reasons["close 1011"]
+    assert "session_expired" in reasons["session_expired"]
+    assert "was lost" in reasons["reset"] and "was lost" in reasons["refused"]
+    assert run.states.count(State.ERROR) == 0
+    # Every frame the microphone gave, in order, across all the sessions, none missing, none twice.
+    got = [i for record in server.sessions for i in input_frames(record, pcm)]
+    assert got == list(range(len(got)))
+    assert len(got) >= watch.frames - 5  # all but the last moment's frames (stop) reached a server
+    assert len([s for s in server.sessions if s.client_events]) >= 7
