@@ -1,0 +1,6 @@
+"""Earcons: short sounds on wake, at a session's end, on an error and for a ringing timer."""
+
+from agent.sounds.earcons import EARCONS, load_earcons, load_wav
+from agent.sounds.tones import tone
+
+__all__ = ["EARCONS", "load_earcons", "load_wav", "tone"]
