@@ -421,3 +421,15 @@ def test_several_calls_in_one_response_each_get_their_output(connect, server):
         assert p.expect("response.audio_transcript.done")["transcript"] == "Done: off Done: timer set"
     finally:
         server.script = old
+
+
+def test_switching_turn_detection_mid_buffer_then_commit(connect, server):
+    """Audio sent under manual turns, then VAD switched on: a commit still takes the whole buffer."""
+    p = connect()
+    configure(p, turn_detection=None)
+    audio = turn_audio("hello", tail_ms=200)
+    p.append(audio)
+    configure(p, turn_detection={"silence_duration_ms": 2000})
+    p.send({"type": "input_audio_buffer.commit"})
+    assert p.expect("input_audio_buffer.committed")["item_id"]
+    assert server.sessions[-1].turns[-1].audio == audio

@@ -206,7 +206,8 @@ class Session:
             start=self.received)
         if self.vad:
             self.vad.reset(self.buf_start)
-        self.turn_start = None if self.vad else self.turn_start
+        # A turn in progress under the old rules is dropped (its audio stays in the buffer).
+        self.turn_start = self.turn_item = None
 
     def _ms(self, samples: int) -> int:
         return samples * 1000 // self.rate
@@ -283,7 +284,7 @@ class Session:
             return
         if self.turn_item is None:
             await self._begin_turn(self.buf_start)
-        self.turn_start = self.buf_start if self.vad is None else min(self.turn_start, self.buf_start)
+        self.turn_start = self.buf_start  # a commit takes the whole uncommitted buffer
         await self._commit(self.received, auto=False)
 
     async def _commit(self, end: int, auto: bool) -> None:
@@ -299,14 +300,13 @@ class Session:
         audio = bytes(self.record.input_audio[self.seg_byte + start * self.bps: self.seg_byte + end * self.bps])
         turn = Turn(item_id, audio, self.fmt, self.seg_ms + self._ms(start), self.seg_ms + self._ms(end),
                     transcript)
+        self.record.turns.append(turn)  # recorded before the client can hear of it
         previous = self.items[-1]["id"] if self.items else None
         await self.emit("input_audio_buffer.committed", item_id=item_id, previous_item_id=previous)
         item = {"id": item_id, "object": "realtime.item", "type": "message", "role": "user",
                 "status": "completed", "content": [{"type": "input_audio", "transcript": None}]}
         self.add_item(item, text=transcript)
         await self.emit("conversation.item.created", previous_item_id=previous, item=item)
-        self.record.turns.append(turn)
-        self.server.recorder.changed()
         if self.config["input_audio_transcription"] is not None:
             await self.emit("conversation.item.input_audio_transcription.completed", item_id=item_id,
                             content_index=0, transcript=transcript,
