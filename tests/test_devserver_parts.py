@@ -210,3 +210,26 @@ def test_cli_config_faults_exit_78_with_one_sentence(tmp_path, args, needle):
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 78
     assert needle in err and "Traceback" not in err and "secret-dev-key" not in err + out
+
+
+def test_without_pocketsphinx_turns_are_heard_as_empty(monkeypatch):
+    """The plain fallback: no decoder, every turn transcribes as "" (and gets the catch-all reply)."""
+    import agent.devserver.asr as asr
+    monkeypatch.setattr(asr, "Decoder", None)
+    r = asr.Recognizer(["hello"])
+    assert not r.available
+    r.begin(RATE)
+    assert r.feed(np.frombuffer(speech("hello"), dtype="<i2")) == ""
+    assert r.finish() == ""
+    assert Script.default().reply_to("").reply == Script.default().fallback
+
+
+def test_without_espeak_replies_are_tones():
+    """The tone fallback: 0.3 s of 440 Hz per word, at 24 kHz."""
+    import asyncio
+
+    from agent.devserver.tts import Synthesizer
+    s = Synthesizer()
+    s.espeak = None
+    pcm = asyncio.run(s.speak("three short words"))
+    assert len(pcm) == int(RATE * 0.9) and np.abs(pcm).max() > 8000

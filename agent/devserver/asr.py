@@ -41,8 +41,6 @@ def grammar(phrases: list[str], prefixes: tuple[str, ...] = ()) -> str:
 class Recognizer:
     """One decoder, reused turn after turn: begin(rate), feed(pcm) -> partial, finish() -> text."""
 
-    available = Decoder is not None
-
     def __init__(self, phrases: list[str], prefixes: tuple[str, ...] = ()):
         self.jsgf = ""
         self._decoder = None
@@ -61,6 +59,11 @@ class Recognizer:
         self._resampler = None
         self._active = False
         self._rate = ASR_RATE
+
+    @property
+    def available(self) -> bool:
+        """False without pocketsphinx (or without a phrase it can say): every turn is heard as ""."""
+        return self._decoder is not None
 
     def begin(self, rate: int) -> None:
         """Start a turn whose audio is int16 at `rate`."""
