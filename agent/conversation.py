@@ -37,6 +37,17 @@ _IN_SESSION = {State.CONNECTING, State.LISTENING, State.THINKING, State.SPEAKING
                State.FOLLOW_UP, State.RECONNECTING}
 
 
+def _newest(frames, samples: int) -> list[np.ndarray]:
+    """The last `samples` samples of a sequence of frames, as frames (the first one partial)."""
+    out: list[np.ndarray] = []
+    for frame in reversed(frames):
+        if samples <= 0:
+            break
+        out.append(frame[-samples:] if samples < len(frame) else frame)
+        samples -= len(frame)
+    return out[::-1]
+
+
 @dataclass(frozen=True)
 class ToolOutcome:
     """A finished tool call, ready to go back to the model."""
@@ -103,6 +114,8 @@ class Conversation:
         self._end_after_reply = False
         self._ringing = False
         self._user_speaking = False      # server VAD heard speech start, not yet its end
+        self._wake_live = False          # the detector heard the previous frame
+        self.last_detection = None
         self.exit_code = 0
         self.counters = {"sessions": 0, "barge_ins": 0, "frames_sent": 0, "bad_frames": 0,
                          "reconnects": 0, "dropped_turns": 0}
@@ -195,9 +208,24 @@ class Conversation:
             if len(self._pending) * FRAME_MS > self.config.settings.reconnect.buffer_s * 1000:
                 self._drop_turn("the server could not be reached for "
                                 f"{self.config.settings.reconnect.buffer_s:g} s")
-        elif st in (State.IDLE, State.ERROR, State.SPEAKING) and self.detector is not None:
-            if self.detector.process(frame) is not None:
-                self._on_trigger("wake word")
+        if st in (State.IDLE, State.ERROR, State.SPEAKING) and self.detector is not None:
+            self._listen_for_wake_word(frame)
+        else:
+            self._wake_live = False
+
+    def _listen_for_wake_word(self, frame: np.ndarray) -> None:
+        if not self._wake_live:  # the stream had a gap: old context would blur the next words
+            self.detector.reset()
+            self._wake_live = True
+        hit = self.detector.process(frame)
+        if hit is None:
+            return
+        log.info("wake word %s heard (score %.2f)", hit.model, hit.score)
+        self.last_detection = hit
+        if self.config.settings.wake.send_wake_word:
+            self._on_trigger("wake word", list(self._ring))
+        else:  # only what was said after the wake word: the newest lag_samples of the ring
+            self._on_trigger("wake word", _newest(self._ring, hit.lag_samples))
 
     def _send_audio(self, frame: np.ndarray) -> None:
         # While a reply is streaming, Mira treats any append as the user interrupting.
@@ -215,12 +243,16 @@ class Conversation:
 
     # -- triggers ----------------------------------------------------------------------------
 
-    def _on_trigger(self, source: str) -> None:
+    def _on_trigger(self, source: str, after: list[np.ndarray] | None = None) -> None:
+        """Start (or interrupt) a turn; `after` is audio already captured that belongs to it."""
         if self._ringing and self.timers is not None:
             self.timers.stop_ringing()  # the press or the wake word answers the timer
             return
         st = self.state
+        if after is None:
+            after = [] if source == "start of input" else list(self._ring)
         if st is State.SPEAKING or (st is State.THINKING and self.ledger and self.ledger.active_response):
+            self._pending = deque(after)
             self._barge_in(source)
         elif st in (State.IDLE, State.ERROR):
             now = self._clock()
@@ -230,19 +262,12 @@ class Conversation:
                             self._auth_retry_at - now)
                 self._earcon("error")
                 return
-            if self.detector is not None:
-                self.detector.reset()
-            self._pending = deque(self._ring) if self._sends_preroll(source) else deque()
+            self._pending = deque(after)
             self._ring.clear()
             self._earcon("wake")
             self._open(f"{source}")
         elif st is State.FOLLOW_UP:
             self._show(State.LISTENING, source)
-
-    def _sends_preroll(self, source: str) -> bool:
-        if source == "wake word":
-            return self.config.settings.wake.send_wake_word
-        return source != "start of input"
 
     def _on_button(self, what: str) -> None:
         mode = self.config.settings.button.mode

@@ -90,10 +90,13 @@ def build_conversation(config: Config, parts: Parts, *, api_key: str | None = No
     key = api_key if api_key is not None else require_api_key(config)
     from agent.tools.toolbox import Toolbox
 
+    from agent.wake.factory import open_detector
+
     speaker = parts.add(open_speaker(s.audio, config.resolve))
     mic = parts.add(open_microphone(s.audio, config.resolve))
-    conversation = Conversation(config, api_key=key, mic=mic, speaker=speaker, on_state=on_state,
-                                trigger_on_start=trigger_on_start, watchdog=watchdog)
+    detector = parts.add(open_detector(s.wake, base_dir=config.base_dir))
+    conversation = Conversation(config, api_key=key, mic=mic, speaker=speaker, detector=detector,
+                                on_state=on_state, trigger_on_start=trigger_on_start, watchdog=watchdog)
     bridge = parts.add(DeviceBridge(speaker, conversation.post, s.audio.volume,
                                     ring_s=s.toolbox.timer_ring_s, max_timers=s.toolbox.max_timers))
     conversation.timers = bridge.timers

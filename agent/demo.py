@@ -25,7 +25,7 @@ from agent.errors import MiraAgentError
 log = logging.getLogger("agent.demo")
 
 # What the user says, with the pauses between (seconds of silence before each phrase).
-USER_TURNS = [(0.5, "What time is it?"), (5.0, "Turn on the light.")]
+USER_TURNS = [(0.5, "Hey Jarvis, what time is it?"), (5.0, "Turn on the light.")]
 TRAILING_SILENCE_S = 4.0
 DEMO_KEY = "sk-mira-demo"
 
@@ -65,7 +65,7 @@ def demo_config(url: str, folder: Path) -> config_mod.Config:
         "session": {"follow_up_s": 8.0},
         "audio": {"backend": "file", "input_file": str(folder / "you.wav"),
                   "output_file": str(folder / "reply.wav"), "realtime": True, "volume": 100},
-        "wake": {"engine": "none"},
+        "wake": {"engine": "openwakeword", "model": "hey_jarvis"},
         "daemon": {"exit_when_done": True},
         "tools": [{"name": "set_light", "description": "Switch the living-room light on or off.",
                    "parameters": {"type": "object", "properties": {"on": {"type": "boolean"}},
@@ -89,7 +89,7 @@ def main(folder: str = ".demo") -> int:
         cfg = demo_config(server.url, out)
         parts = Parts()
         try:
-            conversation = build_conversation(cfg, parts, api_key=DEMO_KEY, trigger_on_start=True)
+            conversation = build_conversation(cfg, parts, api_key=DEMO_KEY)
             code = conversation.run()
         finally:
             parts.close()

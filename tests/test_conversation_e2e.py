@@ -26,24 +26,32 @@ def server():
 
 
 def test_demo_conversation_end_to_end(tmp_path, server, two_turns):
-    """Two spoken turns, one tool call: the server hears exact microphone frames, the sink gets the reply."""
-    with Run(tmp_path, server, two_turns) as run:
+    """Wake word, two spoken turns and a tool call: the server hears exactly the audio after the wake word."""
+    with Run(tmp_path, server, two_turns, trigger_on_start=False) as run:
         run.join()
     assert run.code == 0
     session = server.last_session
     assert session.transcripts == ["what time is it", "turn on the light"]
     assert [o["output"].strip() for o in session.function_outputs] == ["light on=true"]
     check_all_events(session)
-    # Sample-exact: every frame the server got is a frame of the microphone, in order, and the
-    # first turn arrived whole from the first sample.
-    idx = frames_in_order(session.input_pcm(), two_turns)
-    first_gap = next((k for k in range(1, len(idx)) if idx[k] != idx[k - 1] + 1), len(idx))
-    assert idx[:first_gap] == list(range(first_gap))
-    first_speech_end = int((0.5 * SAMPLE_RATE + len(speak("What time is it?"))) / FRAME_SAMPLES)
-    assert first_gap >= first_speech_end
+    # Sample-exact: the server got the microphone's samples from the wake word's detection
+    # point on, with no gap, then (after the reply) more whole frames, in order.
+    hit = run.conversation.last_detection
+    wake_end = 0.5 * SAMPLE_RATE + len(speak("Hey Jarvis,"))
+    assert abs(hit.sample_offset - wake_end) < 0.6 * SAMPLE_RATE
+    sent = session.input_pcm()
+    frame_end = (hit.frame_index + 1) * FRAME_SAMPLES
+    head = frame_end - hit.sample_offset
+    assert 0 < head <= hit.lag_samples
+    assert np.array_equal(sent[:head], two_turns[hit.sample_offset:frame_end])
+    idx = frames_in_order(sent[head:], two_turns)
+    run_len = next((k for k in range(1, len(idx)) if idx[k] != idx[k - 1] + 1), len(idx))
+    assert idx[:run_len] == list(range(hit.frame_index + 1, hit.frame_index + 1 + run_len))
+    first_speech_end = int((0.5 * SAMPLE_RATE + len(speak("Hey Jarvis, what time is it?"))) / FRAME_SAMPLES)
+    assert idx[run_len - 1] >= first_speech_end
     # The reply audio written is exactly what the server sent (volume 100 %, nothing lost).
-    sent = np.concatenate([np.frombuffer(bytes(r.audio), "<i2") for r in session.replies])
-    assert np.array_equal(read_wav(tmp_path / "reply.wav"), sent)
+    sent_down = np.concatenate([np.frombuffer(bytes(r.audio), "<i2") for r in session.replies])
+    assert np.array_equal(read_wav(tmp_path / "reply.wav"), sent_down)
     assert run.states[:5] == [State.IDLE, State.CONNECTING, State.LISTENING, State.THINKING, State.SPEAKING]
     assert State.FOLLOW_UP in run.states and run.states[-1] is State.IDLE
 
