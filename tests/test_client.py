@@ -14,7 +14,6 @@ from websockets.asyncio.server import serve
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 
-from agent.errors import ConnectionFailed
 from agent.realtime import events as ev
 from agent.realtime.client import BadFrame, Closed, RealtimeConnection
 from agent.realtime.retry import Verdict, classify

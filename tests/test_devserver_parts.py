@@ -1,6 +1,5 @@
 """The devserver's pure parts: G.711, the energy VAD, the script, config merging, recognition, the CLI."""
 
-import audioop
 import os
 import re
 import signal
@@ -11,7 +10,6 @@ import time
 import numpy as np
 import pytest
 
-from agent.devserver import g711
 from agent.devserver.asr import Recognizer
 from agent.devserver.events import check_event, default_session, merge_session
 from agent.devserver.script import Script
@@ -22,15 +20,6 @@ from agent.errors import ConfigError
 from test_devserver import speech
 
 RATE = 24000
-
-
-@pytest.mark.parametrize("fmt, enc, dec", [("g711_ulaw", audioop.lin2ulaw, audioop.ulaw2lin),
-                                           ("g711_alaw", audioop.lin2alaw, audioop.alaw2lin)])
-def test_g711_is_bit_exact_with_audioop(fmt, enc, dec):
-    """All 65,536 samples encode and all 256 codes decode exactly as the stdlib audioop does."""
-    every = np.arange(-32768, 32768, dtype=np.int16)
-    assert g711.encode(every, fmt) == enc(every.tobytes(), 2)
-    assert g711.decode(bytes(range(256)), fmt).tobytes() == dec(bytes(range(256)), 2)
 
 
 def burst(level_dbfs: float, ms: int) -> np.ndarray:

@@ -10,7 +10,7 @@ from collections import OrderedDict
 import numpy as np
 import soxr
 
-from agent.devserver import g711
+from agent.audio import codec, g711
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ _CACHE_SIZE = 32
 
 def rate_of(fmt: str) -> int:
     """Samples per second of a realtime audio format."""
-    return PCM16_RATE if fmt == "pcm16" else g711.G711_RATE
+    return PCM16_RATE if fmt == "pcm16" else codec.G711_RATE
 
 
 def bytes_per_sample(fmt: str) -> int:
@@ -31,16 +31,14 @@ def bytes_per_sample(fmt: str) -> int:
 
 def encode(pcm24k: np.ndarray, fmt: str) -> bytes:
     """24 kHz int16 speech -> bytes in a realtime output format."""
-    if fmt == "pcm16":
-        return pcm24k.astype("<i2").tobytes()
-    return g711.encode(soxr.resample(pcm24k, PCM16_RATE, g711.G711_RATE), fmt)
+    return codec.encode(pcm24k.astype(np.int16, copy=False), fmt)
 
 
 def decode(data: bytes, fmt: str) -> np.ndarray:
     """Bytes in a realtime input format -> int16 samples at that format's rate."""
     if fmt == "pcm16":
         return np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2").astype(np.int16)
-    return g711.decode(data, fmt)
+    return g711.ulaw_decode(data) if fmt == "g711_ulaw" else g711.alaw_decode(data)
 
 
 def tone(text: str) -> np.ndarray:
