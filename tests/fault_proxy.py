@@ -289,6 +289,7 @@ class Watch:
     """
 
     def __init__(self, run):
+        assert not run.thread.is_alive(), "install Watch before the Run starts"
         conv = run.conversation
         self.frames = 0
         self.marks: list[Mark] = []

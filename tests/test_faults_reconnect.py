@@ -10,7 +10,6 @@ from agent.audio.base import SAMPLE_RATE
 from agent.demo import user_audio
 from agent.devserver import DevServer
 from agent.devserver.script import Entry, Script
-from agent.realtime import retry
 from agent.state import State
 from fault_proxy import FaultProxy, Watch, dithered, input_frames, retune
 from harness import KEY, Run, check_all_events
@@ -31,8 +30,9 @@ def test_server_killed_mid_reply_and_back_2s_later_resumes_and_loses_no_frame(tm
     pcm = dithered(user_audio([(0.3, "Tell me a story.")], trailing_s=8.0))
     first = DevServer(api_key=KEY)
     port = first.start()
-    with Run(tmp_path, first, pcm, session={"follow_up_s": 1.0}) as run:
-        watch = Watch(run)
+    run = Run(tmp_path, first, pcm, session={"follow_up_s": 1.0})
+    watch = Watch(run)
+    with run:
         run.wait_state(State.SPEAKING)
         time.sleep(0.3)
         first.silence_connections()   # a killed process: the socket dies with no close frame
@@ -71,8 +71,8 @@ def test_blackholed_socket_is_caught_by_the_ping_timeout_in_the_configured_time(
     with DevServer(api_key=KEY) as server, FaultProxy(server.port) as proxy:
         run = Run(tmp_path, proxy, silence(12.0), session={"follow_up_s": 1.0})
         retune(run, server={"url": proxy.url, "ping_interval_s": 1.0, "ping_timeout_s": 1.0})
+        watch = Watch(run)
         with run:
-            watch = Watch(run)
             watch.wait(State.LISTENING)
             time.sleep(0.5)
             proxy.blackhole()
@@ -106,8 +106,8 @@ def test_each_network_fault_is_retried_and_no_frame_is_lost(tmp_path, caplog):
         }
         heals = {"refused": proxy.listen, "handshake 503": lambda: setattr(server.faults, "refuse_status", None)}
         drops = []
+        watch = Watch(run)
         with run:
-            watch = Watch(run)
             ready = watch.wait(State.LISTENING)
             for name, inject in faults.items():
                 time.sleep(0.6)  # up longer than stable_s: the backoff starts again from base
