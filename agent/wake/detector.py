@@ -100,6 +100,11 @@ class WakeDetector(ABC):
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def samples_fed(self) -> int:
+        """24 kHz samples fed to process() since open (the scale of Detection.sample_offset)."""
+        return self._samples
+
     def process(self, frame: np.ndarray) -> Detection | None:
         """Feed one 24 kHz int16 mono frame (any length, normally 480 samples); a Detection when it fires."""
         with self._lock:
