@@ -62,6 +62,7 @@ def test_single_leds_show_each_steady_state_on_its_role(pins):
         assert lights.showing == "muted"
 
 
+@pytest.mark.slow
 def test_thinking_blinks_the_listening_led_at_half_a_second(pins):
     """THINKING: on 0.5 s, off 0.5 s, in a background thread (show returns at once)."""
     with StateLights(single()) as lights:
@@ -78,6 +79,7 @@ def test_thinking_blinks_the_listening_led_at_half_a_second(pins):
     assert all(0.4 < g < 0.7 for g in gaps), gaps
 
 
+@pytest.mark.slow
 def test_error_blinks_fast_and_reconnecting_slowly(pins):
     """ERROR toggles every 0.1 s; RECONNECTING is on 0.5 s then off 1.5 s."""
     with StateLights(single()) as lights:
@@ -122,6 +124,7 @@ def test_a_new_state_interrupts_a_pattern_at_once(pins):
     assert took < 0.05
 
 
+@pytest.mark.slow
 def test_the_same_state_again_leaves_the_pattern_running(pins):
     """show(RECONNECTING) twice does not restart its blink (no flash in the off phase)."""
     with StateLights(single()) as lights:

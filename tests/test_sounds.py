@@ -119,7 +119,8 @@ def test_wav_files_of_other_rates_widths_and_channels_become_24k_mono_int16(tmp_
 def test_a_missing_sound_file_is_a_config_error_naming_the_key(tmp_path):
     """sounds.error pointing nowhere: ConfigError with the key, the path and the fix."""
     config = parse({"sounds": {"error": "nope.wav"}}, tmp_path / "agent.toml")
-    with pytest.raises(ConfigError, match=r"^sounds.error: sound file .*nope.wav does not exist; .*leave sounds.error empty"):
+    expected = r"^sounds.error: sound file .*nope.wav does not exist; .*leave sounds.error empty"
+    with pytest.raises(ConfigError, match=expected):
         load_earcons(config.settings.sounds, config.resolve)
 
 

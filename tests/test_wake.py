@@ -203,7 +203,8 @@ def test_a_tflite_path_works_like_the_builtin_name(speech):
 def test_another_bundled_model_listens_for_its_own_word(speech):
     """The alexa model fires on 'alexa' and not on 'hey jarvis'."""
     with OpenWakeWordDetector("alexa") as detector:
-        assert [h.model for h in feed(detector, padded(speech("alexa, what time is it", "en-us", 150)))] == ["alexa"]
+        hits = feed(detector, padded(speech("alexa, what time is it", "en-us", 150)))
+        assert [h.model for h in hits] == ["alexa"]
         detector.reset()
         assert feed(detector, padded(speech("hey jarvis, what time is it", "en-us+f2", 150))) == []
 
@@ -224,7 +225,8 @@ def test_factory_opens_the_configured_model_and_says_so(caplog):
     detector = open_detector(Settings().wake)
     try:
         assert isinstance(detector, OpenWakeWordDetector) and detector.model == "hey_jarvis"
-        assert [r.getMessage() for r in caplog.records] == ["wake word: listening for openwakeword 'hey_jarvis'"]
+        messages = [r.getMessage() for r in caplog.records]
+        assert messages == ["wake word: listening for openwakeword 'hey_jarvis'"]
     finally:
         detector.close()
 

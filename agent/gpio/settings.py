@@ -128,7 +128,8 @@ class LedSettings(Section):
     @model_validator(mode="after")
     def _pins_fit_kind(self):
         if self.kind == "rgb" and set(self.pins) != {"red", "green", "blue"}:
-            raise ValueError("an rgb LED needs pins red, green and blue (e.g. {red = 17, green = 27, blue = 22})")
+            raise ValueError("an rgb LED needs pins red, green and blue "
+                             "(e.g. {red = 17, green = 27, blue = 22})")
         if self.kind == "single" and not self.pins:
             raise ValueError("single LEDs need at least one pin (e.g. pins = {listening = 17})")
         return self

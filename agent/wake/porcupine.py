@@ -1,4 +1,4 @@
-"""Picovoice Porcupine: built-in keywords or .ppn files, 512-sample frames at 16 kHz, an online-checked AccessKey."""
+"""Picovoice Porcupine: built-in keywords or .ppn files, 512-sample 16 kHz frames, an online-checked key."""
 
 from __future__ import annotations
 
