@@ -334,7 +334,7 @@ def test_timer_rings_after_the_session_closed_and_a_press_only_stops_it(tmp_path
     run = Run(tmp_path, server, voice((0.3, "Set a timer."), trailing_s=0.8),
               daemon={"exit_when_done": False})
     lights = run.conversation.lights = Lights(run.conversation)
-    run.conversation.earcons = {"timer": tone}
+    run.conversation.earcons = {"timer": tone, "ring": tone}  # named "ring" in agent/sounds
     with run:
         deadline = time.monotonic() + 8
         while not any(c[0] == "ring" for c in lights.calls):
@@ -364,7 +364,8 @@ def test_timer_rings_after_the_session_closed_and_a_press_only_stops_it(tmp_path
     assert json.loads(output[1])["label"] == "tea" and json.loads(output[1])["seconds"] == 3
     # The speaker played the reply, then the timer's earcon, exactly.
     reply = np.frombuffer(bytes(session.replies[0].audio), "<i2")
-    assert np.array_equal(read_wav(tmp_path / "reply.wav"), np.concatenate([reply, tone]))
+    played = read_wav(tmp_path / "reply.wav")
+    assert np.array_equal(played[:len(reply) + len(tone)], np.concatenate([reply, tone]))
 
 
 # -- what the LEDs show -----------------------------------------------------------------------
@@ -390,3 +391,56 @@ def test_state_is_thinking_while_a_tool_runs(tmp_path, server):
     i = len(run.states) - 1 - run.states[::-1].index(State.THINKING)
     assert run.states[i:i + 2] == [State.THINKING, State.SPEAKING]
     assert session.reply_texts == ["Done."]
+
+
+# -- a connection lost while a tool runs -----------------------------------------------------
+
+# Opens "the door" (a line in the log), waits for the test's go-ahead file, marks itself done.
+DOOR = """import os, sys, time
+log, go, done = sys.argv[1:4]
+open(log, 'a').write('[]' + chr(10))
+start = time.monotonic()
+while not os.path.exists(go) and time.monotonic() - start < 8:
+    time.sleep(0.02)
+open(done, 'w').close()
+print('opened')
+"""
+
+
+def _wait(predicate, what: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("finished", ["after the reconnect", "while reconnecting"])
+def test_a_drop_while_a_tool_runs_runs_the_action_once_and_the_output_still_reaches_the_model(
+        tmp_path, server, finished):
+    """The socket dies mid-call: the action is not run again after the reconnect, no stale call_id is
+    sent, and the new session gets the call and its output and speaks about it."""
+    log, go, done = tmp_path / "door.jsonl", tmp_path / "go", tmp_path / "done"
+    server.script = script(Entry("open the door", calls=(Call("open_door", {}),)))
+    door = tool("open_door", {"kind": "command", "argv": [PY, "-c", DOOR, str(log), str(go), str(done)]})
+    with Run(tmp_path, server, voice((0.3, "Open the door.")), tools=[door]) as run:
+        _wait(log.exists, "the tool started")
+        if finished == "while reconnecting":
+            server.faults.refuse_status = 503  # the server is down for a while
+        assert server.abort_connections() == 1
+        _wait(lambda: State.RECONNECTING in run.states, "the daemon noticed the drop")
+        if finished == "after the reconnect":
+            _wait(lambda: len(server.sessions) == 2 and run.conversation.ledger is not None
+                  and run.conversation.ledger.ready_at is not None, "the daemon reconnected")
+        go.touch()
+        _wait(done.exists, "the tool finished")
+        time.sleep(0.2)  # the outcome reaches the conversation while it is still reconnecting
+        server.faults.refuse_status = None
+        run.join(30)
+    assert run.code == 0
+    first, *rest = [s for s in server.sessions if s.server_events]  # refused upgrades have none
+    (call,) = calls_made(first)
+    assert lines(log) == [[]]  # the door opened once, not once per session
+    assert [e["error"]["message"] for s in server.sessions for e in s.events("error")] == []
+    assert len(rest) == 1 and outputs(rest[0]) == [(call["call_id"], "opened")]
+    assert rest[0].reply_texts == ["Done."]
+    check_all_events(rest[0])
