@@ -15,6 +15,9 @@ log = logging.getLogger(__name__)
 
 BUILTIN_MODELS = OPENWAKEWORD_MODELS
 STEP_SAMPLES = 1280  # 80 ms at 16 kHz: one melspectrogram window, one embedding, one score
+# Silence the library pre-fills after a reset: it fills 8 s, but its windows (76 mel frames per
+# embedding, 16 embeddings per score) span about 2 s, so 3 s gives the same state in 40 % of the time.
+_PRIME_SAMPLES = 3 * 16000
 _MEL_SHAPE = (1, 1760)
 _EMB_SHAPE = (1, 76, 32, 1)
 
@@ -71,8 +74,10 @@ class OpenWakeWordDetector(WakeDetector):
         return f"openwakeword {self.model}"
 
     def _prime(self) -> None:
-        # The library fills its history with 8 s of silence on the first chunk (about 90 steps of
-        # inference): pay for that here, not on the first capture frame.
+        # The library fills its history with silence on the first chunk (dozens of inference steps):
+        # pay for that here, not on the first capture frame.
+        if isinstance(getattr(self._features, "new_audio_samples", None), int):
+            self._features.new_audio_samples = min(self._features.new_audio_samples, _PRIME_SAMPLES)
         self._step_engine(np.zeros(STEP_SAMPLES, np.int16))
         self._run = 0
 
