@@ -12,18 +12,15 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 import numpy as np
-import soxr
 
 from agent.audio import g711
 from agent.audio.base import SAMPLE_RATE
+from agent.audio.resample import StreamResampler, resample
 from agent.errors import ProtocolError
 
 AudioFormat = Literal["pcm16", "g711_ulaw", "g711_alaw"]
 FORMATS: tuple[str, ...] = get_args(AudioFormat)
 G711_RATE = 8000
-# soxr "LQ" is a proper low-pass (unlike QQ) with 2-25 ms of delay and steady chunk sizes;
-# HQ/MQ hold 40 ms back and release it in bursts, which a live stream does not want.
-STREAM_QUALITY = "LQ"
 
 _ENCODERS = {"g711_ulaw": g711.ulaw_encode, "g711_alaw": g711.alaw_encode}
 _DECODERS = {"g711_ulaw": g711.ulaw_decode, "g711_alaw": g711.alaw_decode}
@@ -48,7 +45,7 @@ def encode(pcm: np.ndarray, fmt: AudioFormat) -> bytes:
     pcm = _int16(pcm)
     if fmt == "pcm16":
         return pcm.astype("<i2", copy=False).tobytes()
-    narrow = soxr.resample(pcm, SAMPLE_RATE, G711_RATE) if len(pcm) else pcm
+    narrow = resample(pcm, SAMPLE_RATE, G711_RATE)
     return _ENCODERS[fmt](narrow)
 
 
@@ -64,7 +61,7 @@ def decode(data: bytes, fmt: AudioFormat) -> np.ndarray:
                                 "the sender must send an even number of bytes")
         return np.frombuffer(data, dtype="<i2").astype(np.int16)
     narrow = _DECODERS[fmt](data)
-    return soxr.resample(narrow, G711_RATE, SAMPLE_RATE) if len(narrow) else narrow.copy()
+    return resample(narrow, G711_RATE, SAMPLE_RATE)
 
 
 class StreamEncoder:
@@ -78,20 +75,19 @@ class StreamEncoder:
         _check(fmt)
         self.format = fmt
         self._resampler = (None if fmt == "pcm16" else
-                           soxr.ResampleStream(SAMPLE_RATE, G711_RATE, 1, dtype="int16",
-                                               quality=STREAM_QUALITY))
+                           StreamResampler(SAMPLE_RATE, G711_RATE))
 
     def encode(self, pcm: np.ndarray) -> bytes:
         pcm = _int16(pcm)
         if self._resampler is None:
             return pcm.astype("<i2", copy=False).tobytes()
-        return _ENCODERS[self.format](self._resampler.resample_chunk(pcm))
+        return _ENCODERS[self.format](self._resampler.process(pcm))
 
     def flush(self) -> bytes:
         """The resampler's tail at the end of the stream; the encoder is then fresh again."""
         if self._resampler is None:
             return b""
-        tail = self._resampler.resample_chunk(_EMPTY, last=True)
+        tail = self._resampler.process(_EMPTY, last=True)
         self._resampler.clear()
         return _ENCODERS[self.format](tail)
 
@@ -110,12 +106,11 @@ class StreamDecoder:
         self.odd_deltas = 0
         self._carry = b""
         self._resampler = (None if fmt == "pcm16" else
-                           soxr.ResampleStream(G711_RATE, SAMPLE_RATE, 1, dtype="int16",
-                                               quality=STREAM_QUALITY))
+                           StreamResampler(G711_RATE, SAMPLE_RATE))
 
     def decode(self, data: bytes) -> np.ndarray:
         if self._resampler is not None:
-            return self._resampler.resample_chunk(_DECODERS[self.format](data))
+            return self._resampler.process(_DECODERS[self.format](data))
         if self._carry:
             data = self._carry + data
             self._carry = b""
@@ -130,7 +125,7 @@ class StreamDecoder:
         self._carry = b""
         if self._resampler is None:
             return _EMPTY.copy()
-        tail = self._resampler.resample_chunk(_EMPTY, last=True)
+        tail = self._resampler.process(_EMPTY, last=True)
         self._resampler.clear()
         return tail
 

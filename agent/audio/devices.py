@@ -41,3 +41,22 @@ def open_speaker(settings: AudioSettings, resolve: Resolve = Path,
                           volume=settings.volume)
     from agent.audio.playback import PyAudioSpeaker
     return PyAudioSpeaker(settings, on_state=on_state)
+
+
+def main(config_path: str | None = None) -> int:
+    """`mira-agent devices`: list the sound devices, marking those the config picks.
+
+    Exit status 1 when the config's [audio] input_device or output_device picks none.
+    """
+    from agent.audio.portaudio import AudioDeviceError, chosen_devices, format_devices
+
+    if config_path:
+        from agent import config as config_mod
+        settings = config_mod.load(config_path).settings.audio
+    else:
+        settings = AudioSettings()
+    print(format_devices(settings), end="")
+    if settings.backend == "file":
+        print('([audio] backend = "file": the daemon uses WAV files, not these devices)')
+        return 0
+    return 1 if any(isinstance(p, AudioDeviceError) for p in chosen_devices(settings).values()) else 0

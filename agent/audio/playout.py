@@ -236,6 +236,8 @@ class PlayoutBuffer:
         n = len(out)
         if filled:
             self._apply_gain(out[:filled])
+        else:
+            self._gain = self._target_gain  # nothing audible to glide over
         if filled < n:
             last = int(out[filled - 1]) if filled else self._last
             fade = min(len(self._fade), n - filled) if last else 0

@@ -23,13 +23,17 @@ class AudioSettings(Section):
     input_channel: int = Field(0, ge=0, le=15)
     """Which of the opened channels is the voice."""
     output_rate: int = Field(48000, ge=8000, le=192000)
-    """Preferred playback rate."""
+    """Preferred playback rate; 48000, 44100, 24000 and 16000 are tried if the device refuses it."""
+    output_channels: int = Field(1, ge=1, le=8)
+    """Channels to open on the speaker (some cards only play stereo); each gets the same audio."""
     period_ms: int = Field(20, ge=5, le=100)
     """Device period (buffer size) in ms."""
     volume: int = Field(80, ge=0, le=100)
     """Software volume of replies and sounds, 0-100 %."""
     mixer_control: str = ""
-    """ALSA mixer control to set as well (e.g. PCM, Speaker); empty: software volume only."""
+    """ALSA mixer control that takes the volume (e.g. PCM, Speaker); empty: software volume only."""
+    mixer_device: str = ""
+    """ALSA control device of mixer_control (amixer -D, e.g. hw:1); empty: the default card."""
     input_file: str = ""
     """file backend: the WAV played as the microphone."""
     output_file: str = ""

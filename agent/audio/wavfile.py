@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import soxr
 
 from agent.audio.base import (FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE, FrameCallback, Microphone,
                               Speaker)
 from agent.audio.playout import PlayoutBuffer, ReferenceRing
+from agent.audio.resample import resample
 from agent.errors import AudioDeviceError
 
 log = logging.getLogger(__name__)
@@ -40,8 +40,8 @@ def read_wav(path: str | Path) -> np.ndarray:
     pcm = np.frombuffer(data, dtype="<i2").astype(np.int16)
     if channels == 2:
         pcm = pcm.reshape(-1, 2).mean(axis=1).round().astype(np.int16)
-    if rate != SAMPLE_RATE and len(pcm):
-        pcm = soxr.resample(pcm, rate, SAMPLE_RATE)
+    if rate != SAMPLE_RATE:
+        pcm = resample(pcm, rate, SAMPLE_RATE)
     return pcm
 
 

@@ -1,0 +1,192 @@
+"""The speaker: a sound card through PortAudio, fed from the playout buffer.
+
+The output stream runs all the time (silence when nothing is queued), so a reply starts
+playing with the first delta. The PortAudio callback reads one block from the playout
+buffer, telling it how far that block is from the speaker (the device's DAC time, plus
+what waits in the resampler), which is what makes the per-item played positions true.
+When the device rate is not 24 kHz, a soxr streaming resampler and a small FIFO of device
+samples sit in between; both are preallocated or bounded.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Callable
+
+import numpy as np
+
+from agent.audio.base import SAMPLE_RATE, Speaker
+from agent.audio.mixer import AlsaMixer
+from agent.audio.playout import PlayoutBuffer, ReferenceRing
+from agent.audio.resample import StreamResampler
+from agent.audio.portaudio import HOST, PortAudioHost, StreamKeeper, find_device
+from agent.audio.settings import AudioSettings
+from agent.errors import AudioDeviceError
+
+log = logging.getLogger(__name__)
+
+FALLBACK_RATES = (48000, 44100, 24000, 16000)
+
+
+class PyAudioSpeaker(Speaker):
+    """The configured output device, open from construction until close().
+
+    Volume goes to the hardware mixer control when one is configured (the software gain
+    then stays at 100 %), else to the playout buffer's software gain.
+    """
+
+    def __init__(self, settings: AudioSettings, on_state: Callable[[bool, str], None] | None = None,
+                 *, host: PortAudioHost = HOST, **keeper_options):
+        import pyaudio
+        self.settings = settings
+        self._host = host
+        self._continue = pyaudio.paContinue
+        self._underflow_flag = pyaudio.paOutputUnderflow
+        self.buffer = PlayoutBuffer(latency=settings.period_ms / 1000)
+        self._volume = settings.volume
+        self._mixer = None
+        if settings.mixer_control:
+            self._mixer = AlsaMixer(settings.mixer_control, settings.mixer_device)
+        self.set_volume(settings.volume)
+        self.rate = 0
+        """The device rate in use."""
+        self.device_name = ""
+        self.device_underflows = 0
+        """Times the device ran dry (the callback was late), as PortAudio reports."""
+        self._latency = 0.0
+        self._resampler = None
+        self._closed = False
+        self._keeper = StreamKeeper("speaker", self._open, on_state, host=host, **keeper_options)
+        self._keeper.start()
+
+    # -- the Speaker interface ------------------------------------------------------------
+
+    def play(self, pcm: np.ndarray, item_id: str | None = None) -> None:
+        self.buffer.write(pcm, item_id)
+
+    def flush(self) -> dict[str, int]:
+        return self.buffer.flush()
+
+    def played_samples(self, item_id: str) -> int:
+        return self.buffer.played_samples(item_id)
+
+    def drained(self) -> bool:
+        return self.buffer.drained()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._keeper.stop()
+
+    @property
+    def volume(self) -> int:
+        return self._volume
+
+    @volume.setter
+    def volume(self, percent: int) -> None:
+        self.set_volume(percent)
+
+    def set_volume(self, percent: int) -> None:
+        """0-100 %: the mixer control when configured (software gain if it fails), else gain."""
+        percent = max(0, min(100, int(percent)))
+        self._volume = percent
+        if self._mixer is not None:
+            try:
+                self._mixer.set(percent)
+                self.buffer.volume = 100
+                return
+            except AudioDeviceError as e:
+                log.warning("%s; using the software volume instead", e)
+        self.buffer.volume = percent
+
+    @property
+    def reference(self) -> ReferenceRing:
+        return self.buffer.reference
+
+    @property
+    def underruns(self) -> int:
+        """Gaps inside an item's audio (the reply came slower than real time)."""
+        return self.buffer.underruns
+
+    @property
+    def lost(self) -> bool:
+        return self._keeper.lost
+
+    # -- the device -------------------------------------------------------------------------
+
+    def _open(self):
+        s = self.settings
+        dev = find_device(self._host.devices(), s.output_device, "output",
+                          self._host.default_index("output"), "output_device")
+        problems = []
+        for rate in dict.fromkeys([s.output_rate, *FALLBACK_RATES]):  # in order, no repeats
+            frames = rate * s.period_ms // 1000
+            self._prepare(rate, frames)
+            try:
+                stream = self._host.open("output", dev.index, rate, s.output_channels, frames,
+                                         self._callback)
+            except OSError as e:
+                problems.append(f"{rate} Hz: {e}")
+                continue
+            self._latency = stream.get_output_latency()
+            self.rate, self.device_name = rate, dev.name
+            log.info("speaker %r open at %d Hz, %d channel(s), %.0f ms output latency", dev.name,
+                     rate, s.output_channels, 1000 * self._latency)
+            return stream
+        tried = "; ".join(problems) or "none of the rates is supported"
+        raise AudioDeviceError(f"speaker {dev.name!r} cannot be opened with "
+                               f"{s.output_channels} channel(s) at {s.output_rate}, 48000, 44100, "
+                               f"24000 or 16000 Hz ({tried}): check [audio] output_channels and "
+                               "output_rate against `mira-agent devices`")
+
+    def _prepare(self, rate: int, frames: int) -> None:
+        """Buffers for a stream at rate with blocks of frames (before it calls back)."""
+        self._rate = rate
+        self._block = np.zeros(frames, dtype=np.int16)
+        self._wide = np.zeros((frames, self.settings.output_channels), dtype=np.int16)
+        self._resampler = (None if rate == SAMPLE_RATE else
+                           StreamResampler(SAMPLE_RATE, rate))
+        self._src = np.zeros(math.ceil(frames * SAMPLE_RATE / rate), dtype=np.int16)
+        self._fifo = np.zeros(4 * frames + 4096, dtype=np.int16)
+        self._fifo_len = 0
+
+    def _callback(self, in_data, frame_count, time_info, status):
+        self._keeper.beat()
+        if status & self._underflow_flag:
+            self.device_underflows += 1
+        dac, now = time_info.get("output_buffer_dac_time", 0), time_info.get("current_time", 0)
+        delay = dac - now if dac > 0 and now > 0 and 0 <= dac - now < 2 else self._latency
+        if len(self._block) != frame_count:  # PortAudio keeps the block size; just in case
+            self._prepare(self._rate, frame_count)
+        if self._resampler is None:
+            pcm = self._block
+            self.buffer.read(pcm, delay)
+        else:
+            pcm = self._resampled(frame_count, delay)
+        if self.settings.output_channels > 1:
+            self._wide[:] = pcm[:, None]
+            return self._wide.tobytes(), self._continue
+        return pcm.tobytes(), self._continue
+
+    def _resampled(self, n: int, delay: float) -> np.ndarray:
+        """n device samples: 24 kHz blocks from the buffer through the resampler and FIFO."""
+        fifo = self._fifo
+        for _ in range(8):  # the resampler's start-up delay may need a few reads
+            if self._fifo_len >= n:
+                break
+            src = self._src  # a whole period each time: soxr holds back small inputs
+            ahead = (self._fifo_len + self._resampler.delay()) / self._rate
+            self.buffer.read(src, delay + ahead)
+            out = self._resampler.process(src)
+            take = min(len(out), len(fifo) - self._fifo_len)
+            fifo[self._fifo_len:self._fifo_len + take] = out[:take]
+            self._fifo_len += take
+        if self._fifo_len < n:
+            fifo[self._fifo_len:n] = 0
+            self._fifo_len = n
+        self._block[:] = fifo[:n]
+        rest = self._fifo_len - n
+        fifo[:rest] = fifo[n:self._fifo_len]
+        self._fifo_len = rest
+        return self._block

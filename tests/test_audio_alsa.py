@@ -1,0 +1,77 @@
+"""Real PortAudio streams over ALSA's file plugin: sample-exact capture and playback, devices.
+
+Each case runs in a child process (ALSA reads ALSA_CONFIG_PATH once per process).
+"""
+
+import pytest
+
+from fixtures_audio import alsa_file_card, run_scenario
+
+pytest.importorskip("pyaudio")
+
+
+@pytest.fixture
+def card(tmp_path):
+    return tmp_path, alsa_file_card(tmp_path, tmp_path / "capture.raw",
+                                    extra=("usb_mic_left", "usb_mic_right"))
+
+
+def test_capture_at_24k_is_sample_exact_in_20ms_frames(card):
+    """A 24 kHz mono device's samples arrive unchanged, in exact 480-sample frames."""
+    folder, env = card
+    r = run_scenario("capture_exact", env, str(folder), 24000, 1, 0)
+    assert r["rate"] == 24000 and r["sizes"] == [480]
+    assert r["exact"], r
+
+
+@pytest.mark.parametrize("rate,channels,channel", [(48000, 2, 1), (16000, 1, 0), (44100, 1, 0)])
+def test_capture_picks_the_channel_and_resamples_without_seams(card, rate, channels, channel):
+    """The voice channel of a 48/44.1/16 kHz device equals one continuous soxr stream of it:
+    chunk edges leave no trace."""
+    folder, env = card
+    r = run_scenario("capture_exact", env, str(folder), rate, channels, channel)
+    assert r["rate"] == rate and r["sizes"] == [480]
+    assert r["exact"], r
+
+
+def test_playback_at_24k_is_sample_exact_and_positions_complete(card):
+    """Two items played at 24 kHz reach the device byte for byte, and every sample counts as played."""
+    folder, env = card
+    r = run_scenario("playback_exact", env, str(folder), 24000, 1)
+    assert r["found_at"] >= 0, r
+    assert r["drained"] and r["positions"] == {"a": 12000, "b": 7001}
+
+
+def test_playback_at_48k_stereo_is_one_resampled_stream_on_both_channels(card):
+    """At 48 kHz stereo both channels carry the same continuous resampling of the items."""
+    folder, env = card
+    r = run_scenario("playback_exact", env, str(folder), 48000, 2)
+    assert r["rate"] == 48000 and r["lanes_equal"]
+    assert r["max_diff"] <= 1 and r["compared"] > 37000, r  # the tail differs: silence follows
+
+
+def test_devices_lists_marks_the_pick_and_lists_candidates_of_an_ambiguous_name(card):
+    """`mira-agent devices` marks the output the config picks; an ambiguous input name lists both
+    candidates and exits 1."""
+    folder, env = card
+    config = folder / "agent.toml"
+    config.write_text('[audio]\ninput_device = "usb_mic"\noutput_device = "spk"\n')
+    r = run_scenario("devices_listing", env, str(config))
+    assert r["status"] == 1
+    text = r["text"]
+    assert "matches 2 input devices" in text and "'usb_mic_left'" in text and "'usb_mic_right'" in text
+    out = text.split("Output devices")[1]
+    assert any(line.startswith(" *") and line.split()[2] == "spk" for line in out.splitlines())
+    config.write_text('[audio]\ninput_device = "usb_mic_left"\n')
+    r = run_scenario("devices_listing", env, str(config))
+    assert r["status"] == 0
+    assert any(line.startswith(" *") and "usb_mic_left" in line for line in r["text"].splitlines())
+
+
+def test_unknown_device_is_a_clear_error(card):
+    """A device name that matches nothing fails to open with one sentence naming the key."""
+    folder, env = card
+    r = run_scenario("open_error", env, "nothing-like-this")
+    assert r["error"] == "AudioDeviceError"
+    assert "[audio] input_device = 'nothing-like-this' matches no input device" in r["message"]
+
