@@ -56,6 +56,7 @@ class ToolOutcome:
     name: str
     output: str
     ok: bool
+    arguments: str = ""
 
 
 class Conversation:
@@ -107,6 +108,8 @@ class Conversation:
         self._mic_ended_at = 0.0
         self._stopping = False
         self._tools_running = 0
+        self._conversation_no = 0        # +1 when a session ends for good (not on a reconnect)
+        self._owed_outcomes: list[ToolOutcome] = []  # tools that finished while reconnecting
         self._response_wanted = False
         self._user_partial: dict[str, str] = {}
         self._assistant_text: dict[str, str] = {}
@@ -354,6 +357,8 @@ class Conversation:
         self.history.clear()
         self._manual_turn = self._release_pending = self._answer_owed = False
         self._end_after_reply = False
+        self._owed_outcomes = []
+        self._conversation_no += 1
         self._reconnect_at = self._connect_deadline = None
         self._earcon(earcon)
         if self.state is not State.MUTED:
@@ -382,11 +387,19 @@ class Conversation:
         for frame in self._pending:
             self._send_audio(frame)
         self._pending.clear()
-        if self._answer_owed:
+        if self._owed_outcomes:
+            outcomes, self._owed_outcomes = self._owed_outcomes, []
+            self._answer_owed = False
+            self._send_outcomes(outcomes, replay=True)
+            self._show(State.THINKING, "returning what a tool did during the drop")
+        elif self._answer_owed:
             self._answer_owed = False
             self._request_response()
             self._thinking_until = self._clock() + THINKING_TIMEOUT_S
             self._show(State.THINKING, "asking again for the reply cut by the drop")
+        elif self._tools_running:
+            self._thinking_until = self._clock() + THINKING_TIMEOUT_S + 60
+            self._show(State.THINKING, "a tool is still running")
         elif self._release_pending or (self._mic_ended and self._manual_turn):
             self._release_pending = False
             self._end_turn("button released" if not self._mic_ended else "input ended")
@@ -541,6 +554,7 @@ class Conversation:
         self._show(State.THINKING, f"running tool {', '.join(n for _, n, _ in calls)}")
         self._thinking_until = self._clock() + THINKING_TIMEOUT_S + 60
         self._tools_running += 1
+        conn, number = self.conn, self._conversation_no
 
         def work() -> None:
             outcomes = []
@@ -549,16 +563,25 @@ class Conversation:
                     outcomes.append(ToolOutcome(call_id, name, '{"error": "no tools on this device"}', False))
                     continue
                 result = self.toolbox.run(name, arguments)
-                outcomes.append(ToolOutcome(call_id, name, result.output, result.ok))
-            self._q.put(("tools_done", outcomes))
+                outcomes.append(ToolOutcome(call_id, name, result.output, result.ok, arguments or ""))
+            self._q.put(("tools_done", conn, number, outcomes))
 
         threading.Thread(target=work, name="tool-call", daemon=True).start()
 
-    def _on_tools_done(self, outcomes: list[ToolOutcome]) -> None:
+    def _on_tools_done(self, conn: RealtimeConnection | None, number: int,
+                       outcomes: list[ToolOutcome]) -> None:
         self._tools_running -= 1
-        if self.conn is None or self.ledger is None:
+        if number != self._conversation_no:
             return  # the session ended while the tool ran
+        if self.conn is None or self.ledger is None or self.ledger.ready_at is None:
+            self._owed_outcomes += outcomes  # reconnecting: sent when the new session is ready
+            return
+        self._send_outcomes(outcomes, replay=conn is not self.conn)
+
+    def _send_outcomes(self, outcomes: list[ToolOutcome], replay: bool) -> None:
         for o in outcomes:
+            if replay:  # a reconnect since the call: the new session must see the call first
+                self.conn.send(ev.function_call_item(o.call_id, o.name, o.arguments))
             self.conn.send(ev.function_call_output(o.call_id, o.output))
         self._request_response()
         self._thinking_until = self._clock() + THINKING_TIMEOUT_S
@@ -579,8 +602,9 @@ class Conversation:
             return
         if self.state not in _IN_SESSION:
             return
-        if self.state in (State.THINKING, State.SPEAKING) and self.history.turns \
-                and self.history.turns[-1][0] == "user":
+        # A running tool answers when it finishes; asking again would make the model call it twice.
+        if self.state in (State.THINKING, State.SPEAKING) and not self._tools_running \
+                and self.history.turns and self.history.turns[-1][0] == "user":
             self._answer_owed = True
         if self.state is State.SPEAKING:
             self.speaker.flush()
@@ -646,7 +670,7 @@ class Conversation:
     def _on_timer_ring(self, timer) -> None:
         self._ringing = True
         log.info("timer %s is ringing%s", timer.id, f" ({timer.label})" if timer.label else "")
-        self._earcon("timer")
+        self._earcon("ring")
         if self.lights is not None and hasattr(self.lights, "ring"):
             self.lights.ring()
 

@@ -44,7 +44,7 @@ def test_demo_conversation_end_to_end(tmp_path, server, two_turns):
     head = frame_end - hit.sample_offset
     assert 0 < head <= hit.lag_samples
     assert np.array_equal(sent[:head], two_turns[hit.sample_offset:frame_end])
-    idx = frames_in_order(sent[head:], two_turns)
+    idx = frames_in_order(sent[head:], two_turns, start=hit.frame_index + 1)
     run_len = next((k for k in range(1, len(idx)) if idx[k] != idx[k - 1] + 1), len(idx))
     assert idx[:run_len] == list(range(hit.frame_index + 1, hit.frame_index + 1 + run_len))
     first_speech_end = int((0.5 * SAMPLE_RATE + len(speak("Hey Jarvis, what time is it?"))) / FRAME_SAMPLES)

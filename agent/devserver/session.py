@@ -353,6 +353,8 @@ class Session:
                 return
             self.pending_outputs.append((self.calls[call_id], item["output"]))
             self.record.function_outputs.append(dict(item))
+        elif item["type"] == "function_call":  # a client replaying a call, e.g. after a reconnect
+            self.calls[item["call_id"]] = item["name"]
         elif item["type"] == "message" and item["role"] == "user":
             text = " ".join(p.get("text") or p.get("transcript") or "" for p in item["content"])
         previous = event.get("previous_item_id") or (self.items[-1]["id"] if self.items else None)

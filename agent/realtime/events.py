@@ -81,6 +81,12 @@ def function_call_output(call_id: str, output: str) -> dict:
             "item": {"type": "function_call_output", "call_id": call_id, "output": output}}
 
 
+def function_call_item(call_id: str, name: str, arguments: str) -> dict:
+    """A function call replayed into a new session, so its output can follow it there."""
+    return {"type": "conversation.item.create",
+            "item": {"type": "function_call", "call_id": call_id, "name": name, "arguments": arguments}}
+
+
 def text_message(role: str, text: str) -> dict:
     """A conversation item replaying an earlier turn's text into a new session."""
     kind = "input_text" if role == "user" else "text"
