@@ -17,7 +17,7 @@ BUILTIN_MODELS = OPENWAKEWORD_MODELS
 STEP_SAMPLES = 1280  # 80 ms at 16 kHz: one melspectrogram window, one embedding, one score
 # Silence the library pre-fills after a reset: it fills 8 s, but its windows (76 mel frames per
 # embedding, 16 embeddings per score) span about 2 s, so 3 s gives the same state in 40 % of the time.
-_PRIME_SAMPLES = 3 * 16000
+_PRIME_SAMPLES = 38 * 1280  # about 3 s, whole 80 ms steps: the same step phase as the 8 s fill
 _MEL_SHAPE = (1, 1760)
 _EMB_SHAPE = (1, 76, 32, 1)
 
