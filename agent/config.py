@@ -43,6 +43,8 @@ class SoundSettings(Section):
     """WAV played when a session ends."""
     error: str = ""
     """WAV played on an error."""
+    ring: str = ""
+    """WAV played (repeatedly) while a timer rings."""
     enabled: bool = True
     """Play earcons at all."""
 

@@ -135,7 +135,11 @@ class Conversation:
         self._q.put(("mic_end",))
 
     def on_button(self, event: Any) -> None:
-        self._q.put(("button", str(getattr(event, "value", event))))
+        """A ButtonEvent from agent.gpio (or its action's name, e.g. "pressed")."""
+        action = getattr(event, "action", event)
+        if getattr(event, "long", False):
+            return  # the release that ends a long press: the long press already acted
+        self._q.put(("button", str(getattr(action, "value", action))))
 
     def trigger(self, source: str) -> None:
         self._q.put(("trigger", source))

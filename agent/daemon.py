@@ -90,13 +90,19 @@ def build_conversation(config: Config, parts: Parts, *, api_key: str | None = No
     key = api_key if api_key is not None else require_api_key(config)
     from agent.tools.toolbox import Toolbox
 
+    from agent.gpio.factory import open_buttons, open_lights
+    from agent.sounds.earcons import load_earcons
     from agent.wake.factory import open_detector
 
+    earcons = load_earcons(s.sounds, config.resolve)
     speaker = parts.add(open_speaker(s.audio, config.resolve))
     mic = parts.add(open_microphone(s.audio, config.resolve))
     detector = parts.add(open_detector(s.wake, base_dir=config.base_dir))
+    lights = parts.add(open_lights(s.leds))
     conversation = Conversation(config, api_key=key, mic=mic, speaker=speaker, detector=detector,
-                                on_state=on_state, trigger_on_start=trigger_on_start, watchdog=watchdog)
+                                lights=lights, earcons=earcons, on_state=on_state,
+                                trigger_on_start=trigger_on_start, watchdog=watchdog)
+    parts.add(open_buttons(s.button, conversation.on_button))
     bridge = parts.add(DeviceBridge(speaker, conversation.post, s.audio.volume,
                                     ring_s=s.toolbox.timer_ring_s, max_timers=s.toolbox.max_timers))
     conversation.timers = bridge.timers

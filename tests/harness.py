@@ -48,6 +48,7 @@ class Run:
                  **overrides):
         write_wav(tmp / "you.wav", pcm)
         base = demo_config(server.url, tmp).settings.model_dump()
+        base["sounds"]["enabled"] = False  # the sink then holds exactly the reply audio
         for section, values in overrides.items():
             if isinstance(values, dict):
                 base[section].update(values)
