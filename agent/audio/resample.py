@@ -10,9 +10,10 @@ from __future__ import annotations
 import numpy as np
 import soxr
 
-# soxr "LQ" is a proper low-pass (unlike QQ) with 2-25 ms of delay and steady chunk sizes;
-# HQ/MQ hold 40 ms back and release it in bursts, which a live stream does not want.
-STREAM_QUALITY = "LQ"
+# HQ keeps speech intact (95 % of the band, > 90 dB); LQ measured only ~20 dB against an
+# ideal resampler on speech-band noise (its pass band ends early). HQ releases output in
+# blocks of ~20-40 ms, which the framer (capture) and FIFO (playback) absorb.
+STREAM_QUALITY = "HQ"
 
 
 def to_int16(x: np.ndarray) -> np.ndarray:
@@ -25,7 +26,11 @@ class StreamResampler:
 
     def __init__(self, in_rate: int, out_rate: int, quality: str = STREAM_QUALITY):
         self.in_rate, self.out_rate = in_rate, out_rate
-        self._soxr = soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality=quality)
+        # Exactly 2x up (24 -> 48 kHz playback): soxr's variable-rate engine gives steady
+        # chunks (2 ms delay, 80 dB); elsewhere it measured far worse, so only there.
+        vr = out_rate == 2 * in_rate
+        self._soxr = soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality=quality,
+                                         vr=vr)
 
     def process(self, pcm: np.ndarray, last: bool = False) -> np.ndarray:
         """Resample a chunk of int16 (maybe empty); last=True also returns the stream's tail."""
