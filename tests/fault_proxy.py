@@ -335,3 +335,124 @@ def input_frames(record, pcm) -> list[int]:
     from harness import frames_in_order
 
     return frames_in_order(record.input_pcm(), pcm)
+
+
+# -- a seeded generator of hostile server frames -----------------------------------------------
+
+_KNOWN = ["session.created", "session.updated", "response.audio.delta", "response.audio.done",
+          "response.audio_transcript.delta", "response.audio_transcript.done", "response.created",
+          "response.done", "response.output_item.added", "response.output_item.done",
+          "response.function_call_arguments.done", "conversation.item.input_audio_transcription.delta",
+          "conversation.item.input_audio_transcription.completed", "input_audio_buffer.speech_started",
+          "input_audio_buffer.speech_stopped", "input_audio_buffer.committed", "error", "rate_limits.updated"]
+# Codes with a defined meaning (key refused, session over) are real protocol, not junk.
+_MEANINGFUL_CODES = {"invalid_api_key", "authentication_error", "unauthorized", "forbidden",
+                     "insufficient_quota", "account_deactivated", "invalid_session_config", "session_expired"}
+OVERSIZE = 4 * 1024 * 1024 + 1
+FUZZ_KINDS = ["junk json", "wrong types", "truncated", "bad base64", "odd audio", "oversize", "binary",
+              "bad utf-8", "out of order", "unknown item", "error code"]
+
+
+def _junk(rng, depth: int = 0):
+    """A random JSON value: scalars, long strings, nested lists and objects."""
+    import base64
+
+    pick = rng.randrange(8 if depth < 3 else 5)
+    if pick < 4:
+        return [None, rng.random() < 0.5, rng.randint(-2**63, 2**63), rng.random() * 1e300][pick]
+    if pick == 4:
+        return rng.choice(["", "x" * rng.randrange(500), "\u202e\U0001f600\x00", "response.done"])
+    if pick == 5:
+        return [_junk(rng, depth + 1) for _ in range(rng.randrange(5))]
+    if pick == 6:
+        return {rng.choice(["type", "delta", "item", "item_id", "response", "error", "session", "k"]):
+                _junk(rng, depth + 1) for _ in range(rng.randrange(5))}
+    return base64.b64encode(rng.randbytes(rng.randrange(1, 300))).decode()
+
+
+def _raw_text_frame(payload: bytes) -> bytes:
+    """An unmasked server text frame around any bytes (to send text that is not UTF-8)."""
+    n = len(payload)
+    head = bytes([0x81, n]) if n < 126 else bytes([0x81, 126]) + n.to_bytes(2, "big")
+    return head + payload
+
+
+def hostile_server_frame(rng, kind: str | None = None) -> tuple[str, str | bytes]:
+    """One hostile server frame: ("text", str), ("binary", bytes) or ("raw", bytes on the wire).
+
+    Every kind of the issue: random JSON, wrong types, truncated frames, invalid base64, odd-length
+    audio, frames above the client's size limit, binary frames, events out of order and deltas for
+    unknown items; plus text that is not UTF-8 and error events with made-up codes.
+    """
+    import base64
+    import json
+
+    kind = kind or rng.choices(FUZZ_KINDS, weights=[10, 12, 10, 8, 8, 0.4, 6, 4, 14, 10, 6])[0]
+    rid, iid = f"resp_{rng.randrange(10**6)}", f"item_{rng.randrange(10**6)}"
+    if kind == "junk json":
+        return "text", json.dumps(_junk(rng))
+    if kind == "wrong types":
+        event = {"type": rng.choice(_KNOWN)}
+        for key in rng.sample(["delta", "item_id", "response_id", "response", "item", "error", "session",
+                               "transcript", "call_id", "arguments", "name", "event_id"], rng.randrange(1, 5)):
+            event[key] = _junk(rng)
+        return "text", json.dumps(event)
+    if kind == "truncated":
+        event = {"type": rng.choice(_KNOWN), "event_id": "evt", "response_id": rid, "item_id": iid,
+                 "delta": base64.b64encode(rng.randbytes(rng.randrange(2, 400))).decode()}
+        text = json.dumps(event)
+        return "text", text[: rng.randrange(1, len(text))]
+    if kind == "bad base64":
+        delta = rng.choice(["@@@@", "abc", "a===", "YWJj\n", "\u00e9\u00e9==", "=" * 8, "AAA*AAAA"])
+        return "text", json.dumps({"type": "response.audio.delta", "event_id": "e", "response_id": rid,
+                                   "item_id": iid, "output_index": 0, "content_index": 0, "delta": delta})
+    if kind == "odd audio":
+        audio = rng.randbytes(rng.choice([1, 3, 5, 479, 961, 4801]))
+        return "text", json.dumps({"type": "response.audio.delta", "event_id": "e", "response_id": rid,
+                                   "item_id": iid, "output_index": 0, "content_index": 0,
+                                   "delta": base64.b64encode(audio).decode()})
+    if kind == "oversize":
+        return "text", json.dumps({"type": "response.audio.delta", "delta": "A" * OVERSIZE})
+    if kind == "binary":
+        return "binary", rng.randbytes(rng.randrange(1, 2000))
+    if kind == "bad utf-8":
+        return "raw", _raw_text_frame(b'{"type": "x\xff\xfe"}' + rng.randbytes(rng.randrange(0, 40)))
+    if kind == "out of order":
+        event = rng.choice([
+            {"type": "response.done", "response": {"id": rid, "status": rng.choice(
+                ["completed", "cancelled", "failed", "incomplete", 7]), "output": [], "usage": {}}},
+            {"type": "response.created", "response": {"id": rid, "status": "in_progress"}},
+            {"type": "response.audio.done", "response_id": rid, "item_id": iid},
+            {"type": "input_audio_buffer.speech_started", "item_id": iid, "audio_start_ms": 5},
+            {"type": "input_audio_buffer.speech_stopped", "item_id": iid, "audio_end_ms": 9},
+            {"type": "session.created", "session": {"id": "sess_again"}},
+            {"type": "response.function_call_arguments.done", "response_id": rid, "item_id": iid,
+             "call_id": f"call_{rng.randrange(99)}", "name": rng.choice(["set_light", "nope", ""]),
+             "arguments": rng.choice(["{}", "{", '{"on": "maybe"}', "[]"])},
+            {"type": "response.output_item.added", "response_id": rid, "item": {"type": "function_call",
+             "call_id": f"call_{rng.randrange(99)}", "name": _junk(rng)}},
+            {"type": "conversation.item.input_audio_transcription.completed", "item_id": iid,
+             "transcript": "x" * rng.randrange(3000)},
+        ])
+        return "text", json.dumps(dict(event, event_id=f"evt_{rng.randrange(10**6)}"))
+    if kind == "unknown item":
+        event = rng.choice([
+            {"type": "response.audio.delta", "response_id": rid, "item_id": iid,
+             "delta": base64.b64encode(bytes(rng.randrange(0, 4801, 2))).decode()},
+            {"type": "response.audio_transcript.delta", "response_id": rid, "item_id": iid, "delta": "hm "},
+            {"type": "response.audio_transcript.done", "response_id": rid, "item_id": iid, "transcript": "hm"},
+            {"type": "conversation.item.input_audio_transcription.delta", "item_id": iid, "delta": "uh "},
+        ])
+        return "text", json.dumps(dict(event, event_id="e", output_index=0, content_index=0))
+    code = "".join(rng.choice("abcdefghij_") for _ in range(rng.randrange(1, 24)))
+    code = code if code not in _MEANINGFUL_CODES else "x" + code
+    return "text", json.dumps({"type": "error", "event_id": "e", "error": {
+        "type": "server_error", "code": code, "message": "fuzz " * rng.randrange(50), "param": None}})
+
+
+def send_hostile(server, frame: tuple[str, str | bytes]) -> int:
+    """Send one hostile frame on every open session of a DevServer."""
+    how, data = frame
+    if how == "raw":
+        return server.write_raw(data)
+    return server.send_raw(data)

@@ -27,6 +27,39 @@ log = logging.getLogger(__name__)
 SUBPROTOCOL = "mira-realtime.v1"
 KEY_PREFIX = "openai-insecure-api-key."
 MAX_FRAME_BYTES = 4 * 1024 * 1024  # far above any real event; stops a hostile server's memory bomb
+CLOSE_TOO_BIG = 1009
+
+
+class _TooBig(Exception):
+    """A frame (or a fragmented message) announced more than MAX_FRAME_BYTES: not read."""
+
+    def __init__(self, size: int):
+        super().__init__(size)
+        self.size = size
+
+
+def _guard_size(ws: websocket.WebSocket) -> None:
+    """Refuse an oversized frame from its header, before its payload is read into memory.
+
+    websocket-client reads a whole frame (and joins a fragmented message) before handing it over,
+    so a length check afterwards is too late: a hostile server could announce 2**63 bytes.
+    """
+    frames, messages = ws.frame_buffer, ws.cont_frame
+    recv_length, add = frames.recv_length, messages.add
+
+    def checked_length() -> None:
+        recv_length()
+        if frames.length is not None and frames.length > MAX_FRAME_BYTES:
+            raise _TooBig(frames.length)
+
+    def checked_add(frame) -> None:
+        held = len(messages.cont_data[1]) if messages.cont_data else 0
+        if held + len(frame.data) > MAX_FRAME_BYTES:
+            raise _TooBig(held + len(frame.data))
+        add(frame)
+
+    frames.recv_length = checked_length
+    messages.add = checked_add
 
 
 @dataclass(frozen=True)
@@ -151,7 +184,10 @@ class RealtimeConnection:
 
     def _run(self) -> None:
         s = self._settings
-        ws = websocket.WebSocket(sslopt={"cert_reqs": ssl.CERT_REQUIRED}, enable_multithread=True)
+        # UTF-8 is checked by _deliver, so a bad text frame is skipped rather than ending the session.
+        ws = websocket.WebSocket(sslopt={"cert_reqs": ssl.CERT_REQUIRED}, enable_multithread=True,
+                                 skip_utf8_validation=True)
+        _guard_size(ws)
         try:
             ws.connect(s.url, subprotocols=[SUBPROTOCOL, KEY_PREFIX + self._key],
                        timeout=s.connect_timeout_s, suppress_origin=True)
@@ -187,6 +223,8 @@ class RealtimeConnection:
                 continue
             try:
                 opcode, frame = ws.recv_data_frame(control_frame=True)
+            except _TooBig as e:
+                return self._too_big(ws, e.size)
             except (websocket.WebSocketException, OSError, ValueError) as e:
                 if self._closing.is_set():
                     return None
@@ -221,10 +259,23 @@ class RealtimeConnection:
             return True  # let recv raise the real error
         return bool(r)
 
+    def _too_big(self, ws: websocket.WebSocket, size: int) -> ConnectionFailed | None:
+        """The stream is mid-frame and cannot be resynchronised: close 1009 and let it reconnect."""
+        try:
+            ws.send_close(CLOSE_TOO_BIG)
+        except Exception:
+            pass
+        self._shutdown()
+        if self._closing.is_set():
+            return None
+        return ConnectionFailed(f"{self.host} sent a message of {size} bytes, over the "
+                                f"{MAX_FRAME_BYTES} byte limit; the connection was closed (1009)",
+                                close_code=CLOSE_TOO_BIG)
+
     def _deliver(self, opcode: int, data: bytes) -> None:
-        if len(data) > MAX_FRAME_BYTES:
-            self._on_event(BadFrame(ProtocolError(f"frame of {len(data)} bytes is over the "
-                                                  f"{MAX_FRAME_BYTES} byte limit")))
+        if len(data) > MAX_FRAME_BYTES:  # kept as a second line of defence behind _guard_size
+            self._on_event(BadFrame(ProtocolError(f"frame over the size limit: {len(data)} bytes, "
+                                                  f"at most {MAX_FRAME_BYTES}")))
             return
         if opcode == websocket.ABNF.OPCODE_BINARY:
             self._on_event(BadFrame(ProtocolError("binary frame: the realtime protocol sends "
