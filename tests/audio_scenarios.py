@@ -5,7 +5,6 @@ Every function returns a JSON-able dict of what it observed; the tests assert on
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -364,3 +363,36 @@ def pulse_delta_latency(folder: str, rate: int, count: int) -> dict:
         return {"running": running, "rate": spk.rate, "period_s": period, "delays": delays}
     finally:
         srv.stop()
+
+
+def capture_overflow(folder: str) -> dict:
+    """A microphone whose consumer is slower than the device: input is dropped and counted,
+    the warning is logged once (not per chunk), and frames keep coming."""
+    import logging
+
+    from agent.audio.capture import PyAudioMicrophone
+
+    np.zeros(48000 * 10, dtype="<i2").tofile(Path(folder) / "capture.raw")
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    logger = logging.getLogger("agent.audio.capture")
+    logger.addHandler(Keep())
+    logger.setLevel(logging.WARNING)
+    mic = PyAudioMicrophone(AudioSettings(input_rate=48000))
+    times: list[float] = []
+
+    def slow(frame):
+        times.append(time.monotonic())
+        time.sleep(0.002)  # the file card is not paced: any consumer is too slow for it
+
+    mic.start(slow)
+    time.sleep(1.5)
+    n = len(times)
+    time.sleep(0.3)
+    mic.stop()
+    return {"dropped": mic.dropped_chunks, "warnings": [r for r in records if "lost input" in r],
+            "still_flowing": len(times) > n}

@@ -75,3 +75,12 @@ def test_unknown_device_is_a_clear_error(card):
     assert r["error"] == "AudioDeviceError"
     assert "[audio] input_device = 'nothing-like-this' matches no input device" in r["message"]
 
+
+
+def test_a_slow_consumer_drops_input_counts_it_and_logs_once(card):
+    """When frames are taken slower than the device makes them, input is dropped and counted,
+    one warning is logged (at most one a minute), and frames keep coming."""
+    folder, env = card
+    r = run_scenario("capture_overflow", env, str(folder))
+    assert r["dropped"] > 0 and r["still_flowing"]
+    assert len(r["warnings"]) == 1 and "chunks dropped" in r["warnings"][0]

@@ -47,7 +47,10 @@ class PyAudioSpeaker(Speaker):
         self._volume = settings.volume
         self._mixer = None
         if settings.mixer_control:
-            self._mixer = AlsaMixer(settings.mixer_control, settings.mixer_device)
+            try:
+                self._mixer = AlsaMixer(settings.mixer_control, settings.mixer_device)
+            except AudioDeviceError as e:  # the volume is not worth a dead speaker
+                log.warning("%s; using the software volume instead", e)
         self.set_volume(settings.volume)
         self.rate = 0
         """The device rate in use."""

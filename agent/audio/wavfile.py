@@ -145,6 +145,10 @@ class WavSpeaker(Speaker):
     def volume(self, percent: int) -> None:
         self.buffer.volume = percent
 
+    def set_volume(self, percent: int) -> None:
+        """0-100 %, as software gain on what is written."""
+        self.buffer.volume = max(0, min(100, int(percent)))
+
     @property
     def reference(self) -> ReferenceRing:
         return self.buffer.reference
