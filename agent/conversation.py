@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from agent.audio.base import FRAME_MS, Microphone, Speaker
+from agent.audio.base import FRAME_MS, SAMPLE_RATE, Microphone, Speaker
 from agent.audio.codec import StreamDecoder, StreamEncoder
 from agent.config import Config
 from agent.errors import ConnectionFailed
@@ -229,10 +229,12 @@ class Conversation:
             return
         log.info("wake word %s heard (score %.2f)", hit.model, hit.score)
         self.last_detection = hit
-        if self.config.settings.wake.send_wake_word:
+        wake = self.config.settings.wake
+        if wake.send_wake_word:
             self._on_trigger("wake word", list(self._ring))
-        else:  # only what was said after the wake word: the newest lag_samples of the ring
-            self._on_trigger("wake word", _newest(self._ring, hit.lag_samples))
+        else:  # what was said after the wake word, from a little before the detection point
+            back = wake.lookback_ms * SAMPLE_RATE // 1000
+            self._on_trigger("wake word", _newest(self._ring, hit.lag_samples + back))
 
     def _send_audio(self, frame: np.ndarray) -> None:
         # While a reply is streaming, Mira treats any append as the user interrupting.

@@ -41,9 +41,9 @@ def test_demo_conversation_end_to_end(tmp_path, server, two_turns):
     assert abs(hit.sample_offset - wake_end) < 0.6 * SAMPLE_RATE
     sent = session.input_pcm()
     frame_end = (hit.frame_index + 1) * FRAME_SAMPLES
-    head = frame_end - hit.sample_offset
-    assert 0 < head <= hit.lag_samples
-    assert np.array_equal(sent[:head], two_turns[hit.sample_offset:frame_end])
+    start = hit.sample_offset - run.config.settings.wake.lookback_ms * SAMPLE_RATE // 1000
+    head = frame_end - start
+    assert np.array_equal(sent[:head], two_turns[start:frame_end])
     idx = frames_in_order(sent[head:], two_turns, start=hit.frame_index + 1)
     run_len = next((k for k in range(1, len(idx)) if idx[k] != idx[k - 1] + 1), len(idx))
     assert idx[:run_len] == list(range(hit.frame_index + 1, hit.frame_index + 1 + run_len))

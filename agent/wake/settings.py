@@ -51,6 +51,9 @@ class WakeSettings(Section):
     """After a detection, ignore the wake word for this long."""
     send_wake_word: bool = False
     """Send the wake word itself to the server (default: only what follows it)."""
+    lookback_ms: int = Field(300, ge=0, le=1000)
+    """Audio from before the detection point sent with the command: the engine fires a few hundred
+    ms after the word ends, and a command said in one breath must not lose its first word."""
     porcupine: PorcupineSettings = PorcupineSettings()
     """Porcupine's own settings."""
 
