@@ -10,7 +10,6 @@ import threading
 import pytest
 import websocket
 
-from agent.audio.base import SAMPLE_RATE
 from agent.demo import speak
 from agent.devserver import DevServer
 from agent.devserver.server import KEY_PREFIX, SUBPROTOCOL
