@@ -118,6 +118,7 @@ class Conversation:
         self._ringing = False
         self._user_speaking = False      # server VAD heard speech start, not yet its end
         self._wake_live = False          # the detector heard the previous frame
+        self._session_manual = False     # the open session has server VAD off
         self.last_detection = None
         self.exit_code = 0
         self.counters = {"sessions": 0, "barge_ins": 0, "frames_sent": 0, "bad_frames": 0,
@@ -238,10 +239,11 @@ class Conversation:
 
     def _send_audio(self, frame: np.ndarray) -> None:
         # While a reply is streaming, Mira treats any append as the user interrupting.
-        data = self._encoder.encode(frame)
-        if data and self.conn is not None and self.conn.send(ev.append(data)):
-            self.ledger.samples_up += len(frame)
-            self.counters["frames_sent"] += 1
+        data = self._encoder.encode(frame)  # G.711's resampler may hold the first frames back
+        if self.conn is None or (data and not self.conn.send(ev.append(data))):
+            return
+        self.ledger.samples_up += len(frame)
+        self.counters["frames_sent"] += 1
 
     def _on_mic_end(self) -> None:
         self._mic_ended = True
@@ -276,6 +278,13 @@ class Conversation:
             self._earcon("wake")
             self._open(f"{source}")
         elif st is State.FOLLOW_UP:
+            if self._manual_turn:  # push-to-talk: this turn is the button's, not the server VAD's
+                if not self._session_manual:
+                    self.conn.send(ev.turn_detection_update(self.config.settings.session, manual=True))
+                    self._session_manual = True
+                self.conn.send(ev.clear())  # what was streamed while waiting is not this turn
+                for frame in after:
+                    self._send_audio(frame)
             self._show(State.LISTENING, source)
 
     def _on_button(self, what: str) -> None:
@@ -298,9 +307,9 @@ class Conversation:
 
     def _set_muted(self, muted: bool, reason: str) -> None:
         if muted and self.state is not State.MUTED:
-            if self.conn is not None or self.state is not State.IDLE:
-                self._end_session("muted", earcon=None)
-            self._pending.clear()
+            if self.conn is not None or self.ledger is not None:
+                self.speaker.flush()
+                self._end_session(f"muted by {reason}", earcon=None, then=State.MUTED)
             self._ring.clear()
             self._show(State.MUTED, reason)
         elif not muted and self.state is State.MUTED:
@@ -381,6 +390,7 @@ class Conversation:
         tools = self.toolbox.declarations() if self.toolbox is not None else None
         manual = True if self._manual_turn else None
         self.conn.send(ev.session_update(s.session, tools, manual_turns=manual))
+        self._session_manual = self._manual_turn or s.session.turn_detection.mode == "manual"
         resumed = self.state is State.RECONNECTING
         if resumed:
             for role, text in self.history.turns:
@@ -658,7 +668,7 @@ class Conversation:
                 and now - self.ledger.opened_at > self.config.settings.session.max_session_min * 60:
             self._end_session("the session reached its maximum length")
         if self._mic_ended and self.config.settings.daemon.exit_when_done and self.state in \
-                (State.IDLE, State.ERROR) and self.speaker.drained():
+                (State.IDLE, State.ERROR, State.MUTED) and self.speaker.drained():
             self._stopping = True
 
     # -- control -----------------------------------------------------------------------------
