@@ -119,6 +119,7 @@ class Conversation:
         self._user_speaking = False      # server VAD heard speech start, not yet its end
         self._wake_live = False          # the detector heard the previous frame
         self._session_manual = False     # the open session has server VAD off
+        self._device_fault: str | None = None  # an audio device is gone (being reopened)
         self.last_detection = None
         self.exit_code = 0
         self.counters = {"sessions": 0, "barge_ins": 0, "frames_sent": 0, "bad_frames": 0,
@@ -161,7 +162,8 @@ class Conversation:
                     "tools_done": self._on_tools_done, "stop": self._on_stop,
                     "reload": self._on_reload, "mute": self._on_mute,
                     "end_after_reply": self._on_end_after_reply,
-                    "timer_ring": self._on_timer_ring, "timer_quiet": self._on_timer_quiet}
+                    "timer_ring": self._on_timer_ring, "timer_quiet": self._on_timer_quiet,
+                    "device": self._on_device}
         try:
             while not self._stopping:
                 try:
@@ -267,6 +269,9 @@ class Conversation:
             self._barge_in(source)
         elif st in (State.IDLE, State.ERROR):
             now = self._clock()
+            if self._device_fault is not None:
+                log.warning("%s ignored: %s", source, self._device_fault)
+                return
             if st is State.ERROR and now < self._auth_retry_at:
                 log.warning("%s ignored: the server refused the API key; next attempt in %.0f s "
                             "(fix the key and send SIGHUP to retry now)", source,
@@ -694,6 +699,22 @@ class Conversation:
         self._ringing = False
         if self.lights is not None:
             self.lights.show(self.state)
+
+    def _on_device(self, ok: bool, message: str) -> None:
+        """An audio device was lost (it is being reopened with backoff) or came back."""
+        if not ok:
+            self._device_fault = message
+            log.error("%s", message)
+            if self.conn is not None or self.ledger is not None:
+                self.speaker.flush()
+                self._end_session("audio device lost", earcon=None, then=State.ERROR)
+            elif self.state is not State.MUTED:
+                self._show(State.ERROR, message)
+        else:
+            log.info("%s", message)
+            self._device_fault = None
+            if self.state is State.ERROR and self._clock() >= self._auth_retry_at:
+                self._show(State.IDLE, "audio device back")
 
     def _on_reload(self, config: Config) -> None:
         self.config = config

@@ -95,13 +95,20 @@ def build_conversation(config: Config, parts: Parts, *, api_key: str | None = No
     from agent.wake.factory import open_detector
 
     earcons = load_earcons(s.sounds, config.resolve)
-    speaker = parts.add(open_speaker(s.audio, config.resolve))
-    mic = parts.add(open_microphone(s.audio, config.resolve))
+    posted: list[Conversation] = []  # devices report loss and return before the loop exists
+
+    def device_state(ok: bool, message: str) -> None:
+        if posted:
+            posted[0].post("device", ok, message)
+
+    speaker = parts.add(open_speaker(s.audio, config.resolve, on_state=device_state))
+    mic = parts.add(open_microphone(s.audio, config.resolve, on_state=device_state))
     detector = parts.add(open_detector(s.wake, base_dir=config.base_dir))
     lights = parts.add(open_lights(s.leds))
     conversation = Conversation(config, api_key=key, mic=mic, speaker=speaker, detector=detector,
                                 lights=lights, earcons=earcons, on_state=on_state,
                                 trigger_on_start=trigger_on_start, watchdog=watchdog)
+    posted.append(conversation)
     parts.add(open_buttons(s.button, conversation.on_button))
     bridge = parts.add(DeviceBridge(speaker, conversation.post, s.audio.volume,
                                     ring_s=s.toolbox.timer_ring_s, max_timers=s.toolbox.max_timers))

@@ -143,3 +143,20 @@ def test_follow_up_window_closes_an_idle_session(tmp_path, server):
         run.join()
     assert 0.8 < waited < 2.0
     assert server.last_session.close_code == 1000
+
+
+def test_lost_audio_device_shows_error_and_recovers(tmp_path, server):
+    """A lost device ends the session into ERROR (no exit), ignores triggers, and returns to IDLE when back."""
+    pcm = user_audio([(0.3, "Hello.")], trailing_s=4.0)
+    with Run(tmp_path, server, pcm, session={"follow_up_s": 30.0}) as run:
+        run.wait_state(State.LISTENING)
+        run.conversation.post("device", False, "microphone 'USB Mic' was lost; reopening it")
+        _wait(lambda: run.conversation.state is State.ERROR, what="ERROR")
+        _wait(lambda: server.last_session.closed, what="session closed")
+        run.conversation.trigger("button")
+        time.sleep(0.2)
+        assert run.conversation.state is State.ERROR and len(server.sessions) == 1
+        run.conversation.post("device", True, "microphone 'USB Mic' is back")
+        _wait(lambda: run.conversation.state is State.IDLE, what="IDLE")
+        run.join()
+    assert run.code == 0
