@@ -23,7 +23,7 @@ from agent.errors import ConnectionFailed
 from agent.ratelog import RateLimitedLog
 from agent.realtime import events as ev
 from agent.realtime.client import BadFrame, Closed, RealtimeConnection
-from agent.realtime.retry import Backoff, Verdict, classify, is_auth_error, is_expiry
+from agent.realtime.retry import Backoff, UptimeJudge, Verdict, classify, is_auth_error, is_expiry
 from agent.session import History, SessionLedger
 from agent.state import State
 
@@ -85,6 +85,7 @@ class Conversation:
         self._q: queue.SimpleQueue = queue.SimpleQueue()
         self._ratelog = RateLimitedLog(log)
         self.backoff = backoff or Backoff(s.reconnect.base_s, s.reconnect.cap_s)
+        self._uptime = UptimeJudge(s.reconnect.stable_s)
 
         self.state = State.IDLE
         self._trigger_on_start = trigger_on_start
@@ -94,7 +95,6 @@ class Conversation:
         self.conn: RealtimeConnection | None = None
         self.ledger: SessionLedger | None = None
         self.history = History()
-        self._muted_before = State.IDLE
         self._manual_turn = False        # push-to-talk (hold) turn: the device ends it
         self._release_pending = False    # button released before the session was ready
         self._answer_owed = False        # a drop cut the reply: ask again after reconnecting
@@ -630,8 +630,8 @@ class Conversation:
         if self.state is State.SPEAKING:
             self.speaker.flush()
         if self.ledger is not None and self.ledger.ready_at is not None \
-                and now - self.ledger.ready_at >= self.config.settings.reconnect.stable_s:
-            self.backoff.reset()
+                and self._uptime.was_stable(self.ledger.ready_at, now):
+            self.backoff.reset()  # only a session that stayed up counts as a success
         delay = self.backoff.next_delay()
         self.counters["reconnects"] += 1
         log.warning("%s; reconnecting in %.1f s (microphone audio is kept meanwhile)", failure, delay)
