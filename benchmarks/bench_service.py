@@ -81,30 +81,49 @@ def _daemon_config(folder: Path, port: int) -> Path:
     return path
 
 
-def _time_to_ready(config: Path, sock: socket.socket, path: str) -> float | None:
-    env = {**os.environ, "NOTIFY_SOCKET": path, "MIRA_API_KEY": "bench-key-not-used"}
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(config)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            cwd=Path(__file__).resolve().parent.parent)
-    ready = None
+def _drain(sock: socket.socket) -> None:
+    """Drop what an earlier run sent after its READY=1 (STATUS=, STOPPING=1)."""
+    sock.settimeout(0)
     try:
-        deadline = t0 + READY_TIMEOUT_S
-        while ready is None and time.perf_counter() < deadline and proc.poll() is None:
-            sock.settimeout(max(0.01, min(0.5, deadline - time.perf_counter())))
-            try:
-                message = sock.recv(4096).decode()
-            except TimeoutError:
-                continue
-            if "READY=1" in message.split("\n"):
-                ready = time.perf_counter() - t0
-    finally:
-        proc.send_signal(signal.SIGTERM)
+        while True:
+            sock.recv(4096)
+    except (BlockingIOError, TimeoutError):
+        pass
+
+
+def _time_to_ready(config: Path, sock: socket.socket, path: str) -> float | str:
+    """Seconds from spawning `mira-agent run` to its READY=1, or why there was none."""
+    _drain(sock)
+    env = {**os.environ, "NOTIFY_SOCKET": path, "MIRA_API_KEY": "bench-key-not-used"}
+    env.pop("WATCHDOG_USEC", None)
+    with tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(config)],
+                                env=env, stdout=subprocess.DEVNULL, stderr=err,
+                                cwd=Path(__file__).resolve().parent.parent)
+        ready: float | str = f"no READY=1 in {READY_TIMEOUT_S:g} s"
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            deadline = t0 + READY_TIMEOUT_S
+            while time.perf_counter() < deadline and proc.poll() is None:
+                sock.settimeout(max(0.01, min(0.5, deadline - time.perf_counter())))
+                try:
+                    message = sock.recv(4096).decode()
+                except TimeoutError:
+                    continue
+                if "READY=1" in message.split("\n"):
+                    ready = time.perf_counter() - t0
+                    break
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if isinstance(ready, str) and proc.returncode not in (None, 0, -signal.SIGTERM):
+            err.seek(0)
+            last = (err.read().strip().splitlines() or [""])[-1]
+            ready = f"exited {proc.returncode} before READY=1: {last[-80:]}"
     return ready
 
 
@@ -121,8 +140,8 @@ def start_to_ready() -> Row:
         times = []
         for _ in range(READY_RUNS):
             t = _time_to_ready(config, s, path)
-            if t is None:
-                return Row(name, f"no READY=1 in {READY_TIMEOUT_S:g} s", "<= 3 s", False)
+            if isinstance(t, str):
+                return Row(name, t, "<= 3 s", False)
             times.append(t)
     value = median(times)
     return Row(name, f"{value:.2f} s", "<= 3 s", value <= 3.0)
