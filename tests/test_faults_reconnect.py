@@ -132,3 +132,28 @@ def test_each_network_fault_is_retried_and_no_frame_is_lost(tmp_path, caplog):
     assert got == list(range(len(got)))
     assert len(got) >= watch.frames - 5  # all but the last moment's frames (stop) reached a server
     assert len([s for s in server.sessions if s.client_events]) >= 7
+
+
+def test_drop_while_the_user_speaks_carries_the_whole_utterance_to_the_new_session(tmp_path):
+    """A drop mid-utterance: the old session never committed the turn, so the new session gets the
+    utterance from its start (not only the words after the drop) and answers it."""
+    pcm = dithered(user_audio([(0.3, "Tell me a story.")], trailing_s=5.0))
+    with DevServer(api_key=KEY, script=SHORT) as server:
+        run = Run(tmp_path, server, pcm, session={"follow_up_s": 1.0}, reconnect={"base_s": 0.1})
+        watch = Watch(run)
+        with run:
+            server.recorder.wait_for(lambda: server.sessions and server.sessions[0].events(
+                "input_audio_buffer.speech_started"), timeout=10)
+            time.sleep(0.15)  # mid-word (the utterance lasts about 1.2 s)
+            server.abort_connections()
+            run.join(30)
+    old, new = server.sessions[0], server.sessions[1]
+    assert not old.turns  # the drop came before the turn was committed
+    speech_start = old.events("input_audio_buffer.speech_started")[0]["audio_start_ms"] // 20
+    after = input_frames(new, pcm)
+    assert after[0] <= speech_start, (after[0], speech_start)
+    gap = next((k for k in range(1, len(after)) if after[k] != after[k - 1] + 1), len(after))
+    dropped = next(m for m in watch.marks if m.state is State.RECONNECTING)
+    assert after[gap - 1] >= dropped.frames  # one unbroken run from the utterance's start past the drop
+    assert new.transcripts == ["tell me a story"] and new.replies[0].text == "The end."
+    assert watch.marks[-1].state is State.IDLE
