@@ -10,6 +10,7 @@ from agent.audio.base import SAMPLE_RATE
 from agent.demo import user_audio
 from agent.devserver import DevServer
 from agent.devserver.script import Entry, Script
+from agent.realtime import retry
 from agent.state import State
 from fault_proxy import FaultProxy, Watch, dithered, input_frames, retune
 from harness import KEY, Run, check_all_events
@@ -105,7 +106,7 @@ def test_each_network_fault_is_retried_and_no_frame_is_lost(tmp_path, caplog):
             "handshake 503": lambda: (setattr(server.faults, "refuse_status", 503), proxy.cut()),
         }
         heals = {"refused": proxy.listen, "handshake 503": lambda: setattr(server.faults, "refuse_status", None)}
-        drops = []
+        drops, attempts = [], {}
         watch = Watch(run)
         with run:
             ready = watch.wait(State.LISTENING)
@@ -118,6 +119,7 @@ def test_each_network_fault_is_retried_and_no_frame_is_lost(tmp_path, caplog):
                     heals[name]()
                 ready = watch.wait(State.LISTENING, after=drop.at, timeout=10)
                 drops.append((name, drop))
+                attempts[name] = run.conversation.backoff.attempt
             run.conversation.stop()
             run.join(10)
     reasons = {name: d.reason for name, d in drops}
@@ -127,6 +129,9 @@ def test_each_network_fault_is_retried_and_no_frame_is_lost(tmp_path, caplog):
     assert "session_expired" in reasons["session_expired"]
     assert "was lost" in reasons["reset"] and "was lost" in reasons["refused"]
     assert run.states.count(State.ERROR) == 0
+    # A session that stayed up past stable_s resets the backoff: one delay from base, then back.
+    assert all(attempts[n] == 1 for n in ("reset", "close 1001", "close 1011", "session_expired"))
+    assert attempts["refused"] > 1 and attempts["handshake 503"] > 1
     # Every frame the microphone gave, in order, across all the sessions, none missing, none twice.
     got = [i for record in server.sessions for i in input_frames(record, pcm)]
     assert got == list(range(len(got)))
@@ -157,3 +162,23 @@ def test_drop_while_the_user_speaks_carries_the_whole_utterance_to_the_new_sessi
     assert after[gap - 1] >= dropped.frames  # one unbroken run from the utterance's start past the drop
     assert new.transcripts == ["tell me a story"] and new.replies[0].text == "The end."
     assert watch.marks[-1].state is State.IDLE
+
+
+def test_tls_failure_is_a_retried_network_fault():
+    """wss:// to a server that does not speak TLS: a TLS failure, named as one, classified RETRY."""
+    import queue
+
+    from agent.errors import ConnectionFailed
+    from agent.realtime.client import Closed, RealtimeConnection
+    from agent.realtime.settings import ServerSettings
+
+    with DevServer(api_key=KEY) as server:
+        got: queue.Queue = queue.Queue()
+        conn = RealtimeConnection(ServerSettings(url=f"wss://127.0.0.1:{server.port}/v1/realtime",
+                                                 connect_timeout_s=3), KEY, got.put)
+        conn.open()
+        closed = got.get(timeout=5)
+        conn.close()
+    assert isinstance(closed, Closed) and isinstance(closed.failure, ConnectionFailed)
+    assert "TLS" in str(closed.failure)
+    assert retry.classify(closed.failure) is retry.Verdict.RETRY
