@@ -716,6 +716,27 @@ class Conversation:
             if self.state is State.ERROR and self._clock() >= self._auth_retry_at:
                 self._show(State.IDLE, "audio device back")
 
-    def _on_reload(self, config: Config) -> None:
+    def _on_reload(self, config: Config, parts: dict[str, Any] | None = None,
+                   api_key: str | None = None) -> None:
+        """A reloaded config (SIGHUP), with the parts rebuilt for it and the key read again.
+
+        Swapped in here, between two messages, so no part is replaced or closed while in use.
+        A fixed key is worth trying at once: the refused-key wait is over.
+        """
         self.config = config
+        if api_key:
+            self._key = api_key
+        self._swap_parts(parts or {})
+        self._auth_retry_at = 0.0
         log.info("configuration reloaded")
+        if self.state is State.ERROR and self._device_fault is None:
+            self._show(State.IDLE, "configuration reloaded")
+
+    def _swap_parts(self, parts: dict[str, Any]) -> None:
+        for name, part in parts.items():
+            old = getattr(self, name)
+            setattr(self, name, part)
+            if old is not None and old is not part and hasattr(old, "close"):
+                old.close()
+        if "detector" in parts:
+            self._wake_live = False

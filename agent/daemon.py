@@ -11,7 +11,7 @@ from typing import Callable
 from agent import config as config_mod
 from agent.config import Config
 from agent.conversation import Conversation
-from agent.errors import ConfigError, SecretError
+from agent.errors import ConfigError, MiraAgentError, SecretError
 from agent.state import State
 
 log = logging.getLogger(__name__)
@@ -22,6 +22,8 @@ class Parts:
     """Everything the conversation drives; closed together, in reverse order of opening."""
 
     closers: list[Callable[[], None]] = field(default_factory=list)
+    bridge: DeviceBridge | None = None
+    """What the tools control; a toolbox rebuilt on reload gets the same one."""
 
     def add(self, part):
         if part is not None and hasattr(part, "close"):
@@ -110,11 +112,36 @@ def build_conversation(config: Config, parts: Parts, *, api_key: str | None = No
                                 trigger_on_start=trigger_on_start, watchdog=watchdog)
     posted.append(conversation)
     parts.add(open_buttons(s.button, conversation.on_button))
-    bridge = parts.add(DeviceBridge(speaker, conversation.post, s.audio.volume,
-                                    ring_s=s.toolbox.timer_ring_s, max_timers=s.toolbox.max_timers))
+    bridge = parts.bridge = parts.add(DeviceBridge(speaker, conversation.post, s.audio.volume,
+                                                   ring_s=s.toolbox.timer_ring_s,
+                                                   max_timers=s.toolbox.max_timers))
     conversation.timers = bridge.timers
     conversation.toolbox = parts.add(Toolbox(s.tools, bridge, config.resolve, builtins=s.toolbox.builtins))
     return conversation
+
+
+def rebuild_parts(old: Config, new: Config, parts: Parts) -> dict:
+    """The parts a reloaded config changes (wake detector, toolbox, earcons), built, not swapped in.
+
+    A MiraAgentError means the new config cannot run: whatever was built is closed again. The
+    LEDs and buttons hold GPIO pins the running ones still own, so they follow a restart only.
+    """
+    from agent.sounds.earcons import load_earcons
+    from agent.tools.toolbox import Toolbox
+    from agent.wake.factory import open_detector
+
+    s = new.settings
+    built = {"earcons": load_earcons(s.sounds, new.resolve),
+             "toolbox": Toolbox(s.tools, parts.bridge, new.resolve, builtins=s.toolbox.builtins)}
+    if s.wake != old.settings.wake:
+        try:
+            built["detector"] = open_detector(s.wake, base_dir=new.base_dir)
+        except BaseException:
+            built["toolbox"].close()
+            raise
+    for part in built.values():
+        parts.add(part)  # closed at exit even if the loop never swaps it in
+    return built
 
 
 def run(config_path: str, *, exit_when_done: bool | None = None, trigger_on_start: bool = False,
@@ -134,8 +161,8 @@ def run(config_path: str, *, exit_when_done: bool | None = None, trigger_on_star
     try:
         conversation = build_conversation(
             config, parts, api_key=key, trigger_on_start=trigger_on_start, watchdog=Watchdog(notifier),
-            on_state=lambda state, reason: notifier.status(f"{state.value}: {reason}"))
-        _install_signals(conversation, config_path, notifier, log_level)
+            on_state=lambda state, reason: reason == "started" or notifier.status(f"{state.value}: {reason}"))
+        _install_signals(conversation, parts, config_path, notifier, log_level)
         notifier.ready("idle: waiting for the wake word or the button")
         code = conversation.run()
         notifier.stopping("stopped")
@@ -145,7 +172,10 @@ def run(config_path: str, *, exit_when_done: bool | None = None, trigger_on_star
         notifier.close()
 
 
-def _install_signals(conversation: Conversation, config_path: str, notifier, log_level: str | None) -> None:
+def _install_signals(conversation: Conversation, parts: Parts, config_path: str, notifier,
+                     log_level: str | None) -> None:
+    from agent.service.logs import register_secret
+
     if threading.current_thread() is not threading.main_thread():
         return
 
@@ -158,14 +188,17 @@ def _install_signals(conversation: Conversation, config_path: str, notifier, log
         notifier.reloading("reloading the config")
         try:
             new = config_mod.load(config_path)
-        except ConfigError as e:
+            key = require_api_key(new)  # a fixed key is the usual reason for a reload
+            rebuilt = rebuild_parts(conversation.config, new, parts)
+        except MiraAgentError as e:
             log.error("SIGHUP: the new config is refused, the old one stays: %s", e)
             notifier.ready(f"{conversation.state.value}: new config refused: {e}")
             return
         if log_level is None:
             from agent.service.logs import setup_logging
             setup_logging(new.settings.daemon.log_level)
-        conversation.post("reload", new)
+        register_secret(key)
+        conversation.post("reload", new, rebuilt, key)
         notifier.ready(f"{conversation.state.value}: config reloaded")
 
     signal.signal(signal.SIGTERM, stop)

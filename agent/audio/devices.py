@@ -46,17 +46,25 @@ def open_speaker(settings: AudioSettings, resolve: Resolve = Path,
 def main(config_path: str | None = None) -> int:
     """`mira-agent devices`: list the sound devices, marking those the config picks.
 
-    Exit status 1 when the config's [audio] input_device or output_device picks none.
+    Exit status 1 only when a config is given and its [audio] input_device or output_device
+    picks none; a plain listing (no --config) exits 0, also when there is no sound card.
     """
-    from agent.audio.portaudio import AudioDeviceError, chosen_devices, format_devices
+    from agent.audio.portaudio import AudioDeviceError, chosen_devices, format_devices, list_devices
 
     if config_path:
         from agent import config as config_mod
         settings = config_mod.load(config_path).settings.audio
     else:
         settings = AudioSettings()
+    if not list_devices():
+        print("No sound card found: PortAudio lists no input or output device. Check `arecord -l` "
+              "and `aplay -l`, the card's overlay in /boot/firmware/config.txt (hardware/README.md), "
+              "and that this user is in the audio group.")
+        return 1 if config_path and settings.backend != "file" else 0
     print(format_devices(settings), end="")
     if settings.backend == "file":
         print('([audio] backend = "file": the daemon uses WAV files, not these devices)')
         return 0
+    if not config_path:
+        return 0  # a listing: only a config's choice of device can be wrong
     return 1 if any(isinstance(p, AudioDeviceError) for p in chosen_devices(settings).values()) else 0
