@@ -208,9 +208,9 @@ def test_gpio_without_any_pin_factory_fails_with_the_reasons(tmp_path, pin_facto
 
 
 def test_gpio_pin_off_the_header_fails(tmp_path):
-    """A BCM number past 27 is not on the header."""
-    row = check.check_gpio(cfg(tmp_path, "[button]\npin = 40\n"))
-    assert row.ok is False and "[40]" in row.detail
+    """A BCM number past 27 is not on the header: the config row fails naming button.pin."""
+    rows = check.run_checks(write_config(tmp_path, "[button]\npin = 40\n"))
+    assert rows[0].name == "config" and rows[0].ok is False and "button.pin" in rows[0].detail
 
 
 # --- wake word ------------------------------------------------------------------------------
