@@ -94,3 +94,23 @@ def test_quick_failures_are_backed_off_not_hammered(tmp_path, how):
     gaps = np.diff(attempts)
     assert gaps.max() > 1.0  # it really backs off
     assert run.conversation.backoff.attempt >= len(attempts) - 1
+
+
+def test_key_error_event_mid_session_is_an_auth_fault_not_a_retry_loop(tmp_path, caplog):
+    """An `error` event invalid_api_key mid-session: the session ends in ERROR with the key's settings
+    named, and no reconnect is attempted."""
+    caplog.set_level(logging.INFO)
+    with DevServer(api_key=KEY) as server:
+        run = Run(tmp_path, server, silence(6.0), reconnect={"auth_retry_s": 60.0})
+        watch = Watch(run)
+        with run:
+            ready = watch.wait(State.LISTENING)
+            server.send_raw('{"type": "error", "event_id": "e", "error": {"type": "invalid_request_error", '
+                            '"code": "invalid_api_key", "message": "Incorrect API key provided."}}')
+            watch.wait(State.ERROR, after=ready.at)
+            time.sleep(1.5)
+            run.conversation.stop()
+    assert len(server.recorder.handshakes) == 1
+    assert State.RECONNECTING not in run.states
+    (line,) = [r.getMessage() for r in caplog.records if "invalid_api_key" in r.getMessage()]
+    assert "server.api_key_file" in line and "MIRA_API_KEY" in line  # names where the key is set

@@ -30,6 +30,17 @@ def classify(failure: ConnectionFailed) -> Verdict:
     return Verdict.RETRY
 
 
+_KEY_HINT = "check the key in the mira-api-key credential, server.api_key_file or MIRA_API_KEY"
+_HINTS = {"invalid_session_config": "check the [session] settings of the config file",
+          "insufficient_quota": "check the quota and billing of the Mira account",
+          "account_deactivated": "the Mira account is deactivated; check it, or use another key"}
+
+
+def auth_hint(error_code: str) -> str:
+    """What a person must fix after an auth or config error code, naming the setting."""
+    return _HINTS.get(error_code, _KEY_HINT)
+
+
 def is_expiry(error_code: str) -> bool:
     return error_code in _EXPIRED_CODES
 
