@@ -11,7 +11,7 @@ from typing import Callable
 from agent import config as config_mod
 from agent.config import Config
 from agent.conversation import Conversation
-from agent.errors import ConfigError, MiraAgentError, SecretError
+from agent.errors import MiraAgentError, SecretError
 from agent.state import State
 
 log = logging.getLogger(__name__)

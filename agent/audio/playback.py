@@ -16,9 +16,9 @@ from typing import Callable
 
 import numpy as np
 
-from agent.audio.base import SAMPLE_RATE, Speaker
+from agent.audio.base import SAMPLE_RATE
 from agent.audio.mixer import AlsaMixer
-from agent.audio.playout import PlayoutBuffer, ReferenceRing
+from agent.audio.playout import BufferedSpeaker, PlayoutBuffer
 from agent.audio.resample import StreamResampler
 from agent.audio.portaudio import HOST, PortAudioHost, StreamKeeper, find_device
 from agent.audio.settings import AudioSettings
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 FALLBACK_RATES = (48000, 44100, 24000, 16000)
 
 
-class PyAudioSpeaker(Speaker):
+class PyAudioSpeaker(BufferedSpeaker):
     """The configured output device, open from construction until close().
 
     Volume goes to the hardware mixer control when one is configured (the software gain
@@ -65,18 +65,6 @@ class PyAudioSpeaker(Speaker):
 
     # -- the Speaker interface ------------------------------------------------------------
 
-    def play(self, pcm: np.ndarray, item_id: str | None = None) -> None:
-        self.buffer.write(pcm, item_id)
-
-    def flush(self) -> dict[str, int]:
-        return self.buffer.flush()
-
-    def played_samples(self, item_id: str) -> int:
-        return self.buffer.played_samples(item_id)
-
-    def drained(self) -> bool:
-        return self.buffer.drained()
-
     def close(self) -> None:
         if not self._closed:
             self._closed = True
@@ -102,10 +90,6 @@ class PyAudioSpeaker(Speaker):
             except AudioDeviceError as e:
                 log.warning("%s; using the software volume instead", e)
         self.buffer.volume = percent
-
-    @property
-    def reference(self) -> ReferenceRing:
-        return self.buffer.reference
 
     @property
     def underruns(self) -> int:

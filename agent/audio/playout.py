@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from agent.audio.base import SAMPLE_RATE
+from agent.audio.base import SAMPLE_RATE, Speaker
 
 ANONYMOUS = ""  # the item_id of audio queued without one
 _KEEP_ITEMS = 64  # items whose positions are remembered
@@ -300,3 +300,25 @@ class PlayoutBuffer:
 
     def _positions(self, heard: int) -> dict[str, int]:
         return {item: self._played(item, heard) for item in self._handed}
+
+
+class BufferedSpeaker(Speaker):
+    """A speaker whose device (a sound card, a file) plays from a PlayoutBuffer, `self.buffer`."""
+
+    buffer: PlayoutBuffer
+
+    def play(self, pcm: np.ndarray, item_id: str | None = None) -> None:
+        self.buffer.write(pcm, item_id)
+
+    def flush(self) -> dict[str, int]:
+        return self.buffer.flush()
+
+    def played_samples(self, item_id: str) -> int:
+        return self.buffer.played_samples(item_id)
+
+    def drained(self) -> bool:
+        return self.buffer.drained()
+
+    @property
+    def reference(self) -> ReferenceRing:
+        return self.buffer.reference

@@ -11,9 +11,8 @@ from typing import Callable
 
 import numpy as np
 
-from agent.audio.base import (FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE, FrameCallback, Microphone,
-                              Speaker)
-from agent.audio.playout import PlayoutBuffer, ReferenceRing
+from agent.audio.base import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE, FrameCallback, Microphone
+from agent.audio.playout import BufferedSpeaker, PlayoutBuffer
 from agent.audio.resample import resample
 from agent.errors import AudioDeviceError
 
@@ -101,7 +100,7 @@ class WavMicrophone(Microphone):
             on_end()
 
 
-class WavSpeaker(Speaker):
+class WavSpeaker(BufferedSpeaker):
     """Plays into a 24 kHz mono 16-bit WAV file: the file holds exactly the audio played.
 
     realtime=False writes each chunk at once (played means written). realtime=True plays
@@ -149,25 +148,12 @@ class WavSpeaker(Speaker):
         """0-100 %, as software gain on what is written."""
         self.buffer.volume = max(0, min(100, int(percent)))
 
-    @property
-    def reference(self) -> ReferenceRing:
-        return self.buffer.reference
-
     def play(self, pcm: np.ndarray, item_id: str | None = None) -> None:
         self.buffer.write(pcm, item_id)
         if not self.realtime:
             with self._file_lock:  # one reader at a time, so the block is exactly what is queued
                 block = np.empty(self.buffer.queued_samples, dtype=np.int16)
                 self._write(block[:self.buffer.read(block)])
-
-    def flush(self) -> dict[str, int]:
-        return self.buffer.flush()
-
-    def played_samples(self, item_id: str) -> int:
-        return self.buffer.played_samples(item_id)
-
-    def drained(self) -> bool:
-        return self.buffer.drained()
 
     def close(self) -> None:
         self._stop.set()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import logging
 import re
 import threading
@@ -28,6 +27,7 @@ from agent.devserver.script import Script
 from agent.devserver.session import Session
 from agent.devserver.tts import Synthesizer
 from agent.errors import ConfigError
+from agent.realtime.settings import is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +50,6 @@ class _RedactKeys(logging.Filter):
 
 _ws_log = logging.getLogger("agent.devserver.ws")
 _ws_log.addFilter(_RedactKeys())
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _offered(request: Request) -> list[str]:
