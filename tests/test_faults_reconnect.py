@@ -182,3 +182,29 @@ def test_tls_failure_is_a_retried_network_fault():
     assert isinstance(closed, Closed) and isinstance(closed.failure, ConnectionFailed)
     assert "TLS" in str(closed.failure)
     assert retry.classify(closed.failure) is retry.Verdict.RETRY
+
+
+def test_a_refused_connection_is_told_apart_from_other_faults():
+    """retry.is_refused: true for a refused connection (nothing listens), false for a TLS failure."""
+    import queue
+    import socket
+
+    from agent.realtime.client import RealtimeConnection
+    from agent.realtime.settings import ServerSettings
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    outcomes = []
+    with DevServer(api_key=KEY) as server:
+        for url in (f"ws://127.0.0.1:{port}/v1/realtime", f"wss://127.0.0.1:{server.port}/v1/realtime"):
+            got: queue.Queue = queue.Queue()
+            conn = RealtimeConnection(ServerSettings(url=url, connect_timeout_s=3), KEY, got.put)
+            conn.open()
+            outcomes.append(got.get(timeout=5).failure)
+            conn.close()
+    refused, tls = outcomes
+    assert retry.is_refused(refused) and "refused" in str(refused)
+    assert not retry.is_refused(tls)
+    assert retry.classify(refused) is retry.classify(tls) is retry.Verdict.RETRY

@@ -192,7 +192,9 @@ class RealtimeConnection:
             ws.connect(s.url, subprotocols=[SUBPROTOCOL, KEY_PREFIX + self._key],
                        timeout=s.connect_timeout_s, suppress_origin=True)
         except Exception as e:
-            self._post_end(_handshake_failure(e, self.host))
+            failure = _handshake_failure(e, self.host)
+            failure.__cause__ = e  # kept for the retry policy (retry.is_refused), never shown
+            self._post_end(failure)
             return
         self._ws = ws
         if self._closing.is_set():

@@ -41,6 +41,12 @@ def auth_hint(error_code: str) -> str:
     return _HINTS.get(error_code, _KEY_HINT)
 
 
+def is_refused(failure: ConnectionFailed) -> bool:
+    """Nothing listens at the server's address (it is down or restarting): a refused SYN costs the
+    server nothing, so polling for its return may be brisk."""
+    return isinstance(failure.__cause__, ConnectionRefusedError)
+
+
 def is_expiry(error_code: str) -> bool:
     return error_code in _EXPIRED_CODES
 
@@ -58,10 +64,13 @@ class Backoff:
         self._rng = rng or random.Random()
         self.attempt = 0
 
-    def next_delay(self) -> float:
-        ceiling = min(self.cap_s, self.base_s * (2 ** min(self.attempt, 30)))
+    def next_delay(self, ceiling: float | None = None) -> float:
+        """The next delay; `ceiling` caps this one lower (the attempt still counts toward later ones)."""
+        top = min(self.cap_s, self.base_s * (2 ** min(self.attempt, 30)))
+        if ceiling is not None:
+            top = min(top, ceiling)
         self.attempt += 1
-        return self._rng.uniform(0, ceiling)
+        return self._rng.uniform(0, top)
 
     def reset(self) -> None:
         self.attempt = 0
