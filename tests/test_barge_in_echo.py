@@ -206,7 +206,7 @@ def echo_path(folder: str, volume: int, intruder_volume: int, intruder_at_s: flo
         out["slips"] = canceller.slips
         out["model_erle_db"] = canceller.model.erle_db
         gates = np.array(loop.gates)
-        out["trusted_after_s"] = float(np.argmax(np.isfinite(gates[first:]) & (gates[first:] > -1e9)) * FRAME / SAMPLE_RATE) if np.any(np.isfinite(gates[first:])) else None
+        out["trusted"] = canceller.model.trusted
         out["overflows"] = mic.overflows
         return out
     finally:

@@ -74,18 +74,20 @@ class LinearEcho:
       LENGTH_S long, gradient constrained one partition per block as speex's MDF does);
     - two copies: one adapts on every block, the other (whose residual is the output) only
       takes its weights when they do clearly better, so double talk cannot wreck it;
-    - `erle_db`, how much echo the output copy removes, tracked while the speaker plays.
+    - `erle_db`, how much echo the output copy removes, tracked while the speaker plays
+      (a low percentile of it: it follows a drop fast and a gain slowly).
 
-    `gate_db` is the level the residual must pass to be the user's voice and not echo:
-    -inf while nothing has played for LENGTH_S, +inf until the model removes TRUST_DB, else
-    the echo estimate minus NEAR_UNDER_ECHO_DB (a user that much quieter than the echo
-    cannot interrupt by voice).
+    `gate_db` is the level the residual must pass to be the user's voice and not echo: -inf
+    while nothing has played for LENGTH_S; else the microphone's level minus what the model
+    removes, plus MARGIN_DB. An untrained model removes nothing, so nothing passes; as it
+    learns, quieter users pass, down to NEAR_UNDER_MIC_DB under the microphone's level (a
+    user that much quieter than the echo cannot interrupt by voice).
     """
 
     LENGTH_S = 0.3          # echo path covered: bulk delay plus the room's tail
     STEP = 1.0              # NLMS step of the adapting copy
-    NEAR_UNDER_ECHO_DB = 12.0
-    TRUST_DB = NEAR_UNDER_ECHO_DB + 6.0
+    MARGIN_DB = 8.0         # the residual's lead over the echo the model leaves behind
+    NEAR_UNDER_MIC_DB = 12.0
     FAR_ACTIVE_DB = -60.0   # played audio quieter than this leaves no echo worth the name
 
     def __init__(self, block: int = FRAME_SAMPLES):
@@ -106,6 +108,8 @@ class LinearEcho:
         """The last block minus the echo estimate (the user's voice, if any)."""
         self.echo_db = -120.0
         """Level of the last block's echo estimate, dBFS."""
+        self.mic_db = -120.0
+        """Level of the last microphone block, dBFS."""
         self.erle_db = 0.0
         """Echo the output copy removes, dB, tracked while the speaker plays."""
         self.copies = 0
@@ -117,15 +121,14 @@ class LinearEcho:
 
     @property
     def trusted(self) -> bool:
-        return self.erle_db >= self.TRUST_DB
+        """The model removes enough that a user NEAR_UNDER_MIC_DB under the echo is heard."""
+        return self.erle_db >= self.NEAR_UNDER_MIC_DB + self.MARGIN_DB
 
     @property
     def gate_db(self) -> float:
         if not self.far_active:
             return -np.inf
-        if not self.trusted:
-            return np.inf
-        return self.echo_db - self.NEAR_UNDER_ECHO_DB
+        return self.mic_db - min(self.erle_db - self.MARGIN_DB, self.NEAR_UNDER_MIC_DB)
 
     def forget_alignment(self) -> None:
         """The far end slipped against the microphone: the model is no longer trusted."""
@@ -139,7 +142,7 @@ class LinearEcho:
         self._window[:n] = self._window[n:]
         self._window[n:] = far
         self._far_levels[head] = _db(far)
-        near_db = _db(near)
+        near_db = self.mic_db = _db(near)
         if not self.far_active:  # nothing played lately: no echo, nothing to learn
             self._x[head] = 0
             self._x_power[head] = 0
@@ -156,7 +159,8 @@ class LinearEcho:
         # adapt: normalised per bin by the far power across the filter's span
         self._err[n:] = e_adapt
         grad = np.fft.rfft(self._err)
-        norm = self._x_power.sum(axis=0) + 1e4 * n
+        norm = self._x_power.sum(axis=0)
+        norm += 0.01 * norm.mean() + 1e3 * n
         self._adapting += self.STEP * np.conj(x) * (grad / norm)
         k = self._constrain = (self._constrain + 1) % self.parts
         w = np.fft.irfft(self._adapting[k])
@@ -174,10 +178,14 @@ class LinearEcho:
             self._adapting[:] = self._output
         self.residual[:] = e_out
         self.echo_db = _db(y_out)
-        # how much the model removes, learnt on blocks where the user is (likely) silent
-        achieved = near_db - _db(e_out)
-        near_end = self.trusted and _db(e_out) >= self.gate_db
-        self.erle_db += (0.005 if near_end else 0.05) * (achieved - self.erle_db)
+        # how much the model removes: a low percentile (down 5x faster than up), learnt on
+        # blocks where the user is not heard (where they are, only very slowly)
+        residual_db = _db(e_out)
+        achieved = near_db - residual_db
+        rate = 0.1 if achieved < self.erle_db else 0.02
+        if residual_db >= self.gate_db:
+            rate *= 0.1
+        self.erle_db += rate * (achieved - self.erle_db)
 
 
 def _db(x: np.ndarray) -> float:

@@ -1,0 +1,267 @@
+"""The echo canceller on synthetic echo paths (espeak through a room response), fed the way the
+daemon feeds it: the playout buffer's reference ring, then the microphone frame."""
+
+import logging
+import sys
+
+import numpy as np
+import pytest
+
+from agent.audio.base import FRAME_SAMPLES, SAMPLE_RATE
+from agent.audio.echo import EchoCanceller, LinearEcho, open_echo_canceller
+from agent.audio.playout import ReferenceRing
+from agent.audio.vad import VoiceActivity
+from agent.config import EchoSettings
+from agent.demo import speak
+
+pytest.importorskip("livekit")
+
+STORY = ("Once upon a time, a small robot lived in a lighthouse by the sea. Every night it "
+         "counted the ships and polished the great lamp.")
+USER = ("Wait, stop, I have a question about the robot.", "en-gb+f3")
+N = FRAME_SAMPLES
+
+
+def db(x) -> float:
+    x = np.asarray(x, dtype=np.float64) / 32768
+    return float(10 * np.log10(np.mean(x * x) + 1e-12))
+
+
+def gain_for(x: np.ndarray, target_db: float) -> float:
+    active = x[np.abs(x.astype(np.int32)) > 100]
+    return 10 ** ((target_db - db(active)) / 20)
+
+
+def room(delay_ms: float = 60, seed: int = 0) -> np.ndarray:
+    """A speaker-to-microphone impulse response: the direct sound after delay_ms, then a
+    reverberant tail of about 0.1 s (as loud in total as the direct sound)."""
+    rng = np.random.default_rng(seed)
+    d = int(delay_ms * SAMPLE_RATE / 1000)
+    t = np.arange(int(0.15 * SAMPLE_RATE))
+    h = np.zeros(d + len(t))
+    h[d] = 1.0
+    h[d:] += rng.standard_normal(len(t)) * np.exp(-t / (0.015 * SAMPLE_RATE)) * 0.2
+    return h
+
+
+def echo_of(far: np.ndarray, h: np.ndarray, echo_db: float) -> np.ndarray:
+    e = np.convolve(far.astype(np.float64), h)[:len(far)]
+    active = e[np.abs(e) > 100]
+    return e * 10 ** ((echo_db - db(active)) / 20)
+
+
+class Path:
+    """Drive a canceller as the daemon does: each 20 ms, the device writes a played block into
+    the reference ring, then the microphone frame arrives."""
+
+    def __init__(self, **options):
+        self.ring = ReferenceRing(2 * SAMPLE_RATE)
+        self.ec = EchoCanceller(self.ring, **options)
+        self.vad = VoiceActivity()
+
+    def run(self, far: np.ndarray, mic: np.ndarray, listen: bool = False):
+        clean, residual, gates, fires = [], [], [], []
+        mic = np.clip(np.rint(mic), -32768, 32767).astype(np.int16)
+        for k in range(len(mic) // N):
+            self.ring.write(far[k * N:(k + 1) * N])
+            clean.append(self.ec.process(mic[k * N:(k + 1) * N]))
+            residual.append(self.ec.residual.copy())
+            gates.append(self.ec.gate_db)
+            if listen and self.vad.process(self.ec.residual, self.ec.gate_db) is not None:
+                fires.append((k + 1) * N)
+        return np.concatenate(clean), np.concatenate(residual), np.array(gates), fires
+
+
+@pytest.fixture(scope="module")
+def voices():
+    story = speak(STORY)
+    user = speak(*USER)
+    return story, user
+
+
+def scene(story, user, *, echo_db=-20.0, user_db=-26.0, user_at=None, delay_ms=60, tail_s=2.0):
+    """Far end (the story), and the microphone: its echo through a room, plus the user from
+    sample user_at (None: no user). Whole frames."""
+    n = len(story) + int(tail_s * SAMPLE_RATE)
+    n += -n % N
+    far = np.zeros(n, np.int16)
+    far[:len(story)] = story
+    mic = echo_of(far, room(delay_ms), echo_db)
+    near = np.zeros(n)
+    if user_at is not None:
+        m = min(len(user), n - user_at)
+        near[user_at:user_at + m] = user[:m] * gain_for(user, user_db)
+    return far, mic + near, near
+
+
+def test_removes_a_room_echo_by_35_db_and_keeps_the_user(voices):
+    """Echo of a story through a room (60 ms, reverberant tail) loses >= 35 dB after the first
+    second; the user talking after the story is kept within 3 dB."""
+    story, user = voices
+    at = len(story) + SAMPLE_RATE // 2
+    far, mic, near = scene(story, user, user_at=at, tail_s=0.5 + len(user) / SAMPLE_RATE + 0.2)
+    clean, _, _, _ = Path().run(far, mic)
+    echo = slice(SAMPLE_RATE, len(story))
+    assert db(mic[echo]) - db(clean[echo]) >= 35
+    talk = slice(at, at + len(user))
+    assert abs(db(clean[talk]) - db(near[talk])) <= 3
+
+
+def test_the_linear_model_keeps_the_user_over_a_louder_echo(voices):
+    """With the user 6 dB under the echo, WebRTC's output loses them (its suppressor), while the
+    linear model's residual keeps them within 3 dB; over echo alone it stays under its gate."""
+    story, user = voices
+    path = Path()
+    far, mic, _ = scene(story, user, tail_s=0.0)
+    path.run(far, mic)  # a first reply: the model learns the room
+    at = 3 * SAMPLE_RATE
+    far, mic, near = scene(story, user, user_at=at, tail_s=0.0)
+    clean, residual, gates, _ = path.run(far, mic)
+    talk = slice(at, at + len(user))
+    assert abs(db(residual[talk]) - db(near[talk])) <= 3
+    # why voice barge-in listens to the residual: most of the user's frames lose > 10 dB
+    frames = [(db(near[i:i + N]), db(clean[i:i + N])) for i in range(at, at + len(user) - N, N)]
+    losses = [n - c for n, c in frames if n > -40]
+    assert np.median(losses) > 10, np.median(losses)
+    frames = residual[:at].reshape(-1, N)
+    levels = np.array([db(f) for f in frames])
+    assert np.all(levels < np.maximum(gates[:len(frames)], -35)), "residual echo over the gate"
+
+
+def test_gate_open_when_nothing_plays_and_lowered_as_the_model_learns(voices):
+    """gate_db: -inf when nothing played for the model's length; while playing, over the
+    microphone's level with an untrained model, then down to 12 dB under it as it learns."""
+    story, user = voices
+    path = Path()
+    silence = np.zeros(SAMPLE_RATE, np.int16)
+    path.run(silence, silence.astype(float))
+    assert path.ec.gate_db == -np.inf
+    far, mic, _ = scene(story, user, tail_s=0.0)
+    _, _, gates, _ = path.run(far, mic)
+    mic_db = np.array([db(mic[k * N:(k + 1) * N]) for k in range(len(gates))])
+    lead = gates - mic_db
+    assert np.all(lead[:10] >= LinearEcho.MARGIN_DB - 0.5)  # nothing passes an untrained model
+    first = lambda cond: np.flatnonzero(cond)[0] * N / SAMPLE_RATE  # noqa: E731
+    assert first(lead <= 0) < 4, "should let a user louder than the echo through within 4 s"
+    assert first(lead <= -LinearEcho.NEAR_UNDER_MIC_DB + 0.01) < 9
+    assert path.ec.model.trusted
+
+
+@pytest.mark.parametrize("echo_db", [-24.0, -18.0, -12.0])
+def test_echo_alone_never_starts_speech_and_the_user_does(voices, echo_db):
+    """The voice detector on the residual, gated: a loud story's echo from a cold start is
+    never speech; the same reply with the user 6 dB under its echo is heard within 300 ms."""
+    story, user = voices
+    path = Path()
+    far, mic, _ = scene(story, user, echo_db=echo_db, tail_s=0.0)
+    assert path.run(far, mic, listen=True)[3] == []
+    at = 3 * SAMPLE_RATE
+    far, mic, near = scene(story, user, echo_db=echo_db, user_db=echo_db - 6, user_at=at, tail_s=0.0)
+    path.vad.reset()
+    fires = path.run(far, mic, listen=True)[3]
+    onset = at + int(np.flatnonzero(np.abs(near[at:]) > 0.05 * np.abs(near).max())[0])
+    assert fires and fires[0] > onset, fires
+    assert (fires[0] - onset) * 1000 / SAMPLE_RATE <= 300
+
+
+def test_alignment_holds_through_jitter_and_a_stall(voices):
+    """Reference blocks and microphone frames arriving in uneven bursts, and a 0.5 s stall of
+    the conversation thread, do not knock the far end out of step (no slips) nor the echo back."""
+    story, user = voices
+    far, mic, _ = scene(story, user, tail_s=0.0)
+    mic = np.clip(np.rint(mic), -32768, 32767).astype(np.int16)
+    ring = ReferenceRing(2 * SAMPLE_RATE)
+    ec = EchoCanceller(ring)
+    rng = np.random.default_rng(3)
+    frames = len(mic) // N
+    written = 0
+    clean = []
+    stall = range(frames // 2, frames // 2 + 25)
+    for k in range(frames):
+        # the device wrote blocks up to now, give or take one (its own period's phase)
+        target = min(frames, k + 1 + int(rng.integers(-1, 2)))
+        while written < max(target, 1):
+            ring.write(far[written * N:(written + 1) * N])
+            written += 1
+        if k in stall:
+            continue
+        for j in ([k] if k != stall.stop else list(stall) + [k]):  # a stall, then a burst
+            clean.append(ec.process(mic[j * N:(j + 1) * N]))
+    clean = np.concatenate(clean)
+    assert ec.slips <= 1, ec.slips
+    echo = slice(SAMPLE_RATE, len(story))
+    assert db(mic[echo]) - db(clean[echo]) >= 35
+
+
+def test_frames_in_frames_out_with_a_few_ms_of_delay():
+    """Each 480-sample frame gives a new 480-sample frame; with nothing played, the microphone
+    comes through delayed by the resamplers' few ms (the high-pass filter aside)."""
+    ring = ReferenceRing(SAMPLE_RATE)
+    rng = np.random.default_rng(0)
+    t = np.arange(2 * SAMPLE_RATE) / SAMPLE_RATE
+    tone = (3000 * np.sin(2 * np.pi * 440 * t) * (rng.random(len(t)) > -1)).astype(np.int16)
+    out = []
+    with EchoCanceller(ring, noise_suppression=False) as ec:
+        for k in range(len(tone) // N):
+            ring.write(np.zeros(N, np.int16))
+            frame = tone[k * N:(k + 1) * N]
+            result = ec.process(frame)
+            assert result.shape == (N,) and result.dtype == np.int16 and result is not frame
+            out.append(result)
+    out = np.concatenate(out).astype(float)
+    lags = np.arange(0, 480)
+    corr = [np.dot(out[SAMPLE_RATE + lag:SAMPLE_RATE + lag + 4800], tone[SAMPLE_RATE:SAMPLE_RATE + 4800])
+            for lag in lags]
+    delay_ms = lags[int(np.argmax(corr))] * 1000 / SAMPLE_RATE
+    assert delay_ms <= 10, delay_ms
+    with pytest.raises(ValueError, match="480-sample frames"):
+        EchoCanceller(ring).process(np.zeros(160, np.int16))
+
+
+def test_close_is_idempotent_and_frames_then_pass_through():
+    ring = ReferenceRing(SAMPLE_RATE)
+    ec = EchoCanceller(ring)
+    ec.close()
+    ec.close()
+    frame = np.arange(N, dtype=np.int16)
+    assert np.array_equal(ec.process(frame), frame)
+
+
+class _Speaker:
+    def __init__(self, reference):
+        self.reference = reference
+
+
+def _one_record(caplog) -> logging.LogRecord:
+    records = [r for r in caplog.records if r.name == "agent.audio.echo"]
+    assert len(records) == 1, [r.getMessage() for r in records]
+    return records[0]
+
+
+def test_factory_is_off_when_disabled_or_without_a_reference(caplog):
+    """[echo] enabled = false, or a speaker that reports nothing it plays: None, one log line."""
+    caplog.set_level(logging.INFO, logger="agent.audio.echo")
+    assert open_echo_canceller(EchoSettings(enabled=False), _Speaker(ReferenceRing(480))) is None
+    assert "enabled = false" in _one_record(caplog).getMessage()
+    caplog.clear()
+    assert open_echo_canceller(EchoSettings(), _Speaker(None)) is None
+    assert "reports nothing it plays" in _one_record(caplog).getMessage()
+
+
+def test_factory_is_off_without_the_livekit_wheel(caplog, monkeypatch):
+    """No importable livekit: None and one warning naming the package and the setting."""
+    caplog.set_level(logging.INFO, logger="agent.audio.echo")
+    monkeypatch.setitem(sys.modules, "livekit", None)  # what a missing wheel looks like
+    assert open_echo_canceller(EchoSettings(), _Speaker(ReferenceRing(480))) is None
+    record = _one_record(caplog)
+    assert record.levelno == logging.WARNING
+    assert "livekit" in record.getMessage() and "[echo] enabled = false" in record.getMessage()
+
+
+def test_factory_opens_a_canceller_on_the_speakers_reference(caplog):
+    caplog.set_level(logging.INFO, logger="agent.audio.echo")
+    ring = ReferenceRing(SAMPLE_RATE)
+    ring.write(np.ones(4800, np.int16))  # played before: not the far end of what comes
+    with open_echo_canceller(EchoSettings(delay_ms=80), _Speaker(ring)) as ec:
+        assert isinstance(ec, EchoCanceller) and ec.delay_ms == 80 and ring.available == 0
+    assert "echo cancellation on" in _one_record(caplog).getMessage()
