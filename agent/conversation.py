@@ -23,7 +23,8 @@ from agent.errors import ConnectionFailed
 from agent.ratelog import RateLimitedLog
 from agent.realtime import events as ev
 from agent.realtime.client import BadFrame, Closed, RealtimeConnection
-from agent.realtime.retry import Backoff, UptimeJudge, Verdict, classify, is_auth_error, is_expiry
+from agent.realtime.retry import (Backoff, UptimeJudge, Verdict, auth_hint, classify, is_auth_error,
+                                  is_expiry, is_refused)
 from agent.session import History, SessionLedger
 from agent.state import State
 
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 TICK_S = 0.02
 THINKING_TIMEOUT_S = 20.0
+WAITING_RETRY_S = 1.0  # longest wait between attempts while a turn is buffered and the server is down
 INPUT_END_GRACE_S = 2.0  # after the input's end, time for the server to hear the last words
 # Mid-conversation states: a dropped socket here is reconnected, not forgotten.
 _IN_SESSION = {State.CONNECTING, State.LISTENING, State.THINKING, State.SPEAKING,
@@ -98,6 +100,11 @@ class Conversation:
         self._manual_turn = False        # push-to-talk (hold) turn: the device ends it
         self._release_pending = False    # button released before the session was ready
         self._answer_owed = False        # a drop cut the reply: ask again after reconnecting
+        self._resume_follow_up = False   # the drop came while waiting for a follow-up
+        # Frames sent since the last turn boundary: a drop mid-utterance resends them, since the
+        # old session never committed them.
+        self._unheard: deque[np.ndarray] = deque(
+            maxlen=max(1, int(s.reconnect.buffer_s * 1000 // FRAME_MS)))
         self._ignored_response: str | None = None  # interrupted: its late deltas are dropped
         self._reconnect_at: float | None = None
         self._connect_deadline: float | None = None
@@ -244,6 +251,7 @@ class Conversation:
         data = self._encoder.encode(frame)  # G.711's resampler may hold the first frames back
         if self.conn is None or (data and not self.conn.send(ev.append(data))):
             return
+        self._unheard.append(frame)
         self.ledger.samples_up += len(frame)
         self.counters["frames_sent"] += 1
 
@@ -325,6 +333,7 @@ class Conversation:
         if self.conn is None:
             return
         self.conn.send(ev.commit())
+        self._unheard.clear()
         self._request_response()
         self._manual_turn = False
         self._thinking_until = self._clock() + THINKING_TIMEOUT_S
@@ -376,6 +385,8 @@ class Conversation:
         self._pending.clear()
         self.history.clear()
         self._manual_turn = self._release_pending = self._answer_owed = False
+        self._resume_follow_up = False
+        self._unheard.clear()
         self._end_after_reply = False
         self._owed_outcomes = []
         self._conversation_no += 1
@@ -404,7 +415,16 @@ class Conversation:
         self._connect_deadline = None
         log.info("session open with %s%s", self.conn.host,
                  f" (resumed, {len(self.history.turns)} turns replayed)" if resumed else "")
-        self._show(State.LISTENING, "session resumed" if resumed else "session ready")
+        self._unheard.clear()
+        self._user_speaking = False  # the new session's VAD starts afresh
+        if resumed and self._resume_follow_up and not self._answer_owed:
+            # Still the follow-up window: it ends the session unless the user speaks (the grace
+            # lets the server hear the audio kept while reconnecting).
+            self._follow_up_until = max(self._follow_up_until, self._clock() + INPUT_END_GRACE_S)
+            self._show(State.FOLLOW_UP, "session resumed")
+        else:
+            self._show(State.LISTENING, "session resumed" if resumed else "session ready")
+        self._resume_follow_up = False
         for frame in self._pending:
             self._send_audio(frame)
         self._pending.clear()
@@ -464,6 +484,7 @@ class Conversation:
 
     def _ev_speech_stopped(self, e) -> None:
         self._user_speaking = False
+        self._unheard.clear()
         if self.state is State.LISTENING:
             self._thinking_until = self._clock() + THINKING_TIMEOUT_S
             self._show(State.THINKING, "end of speech")
@@ -533,8 +554,9 @@ class Conversation:
         led.active_response = None
         led.add_usage(e.usage)
         if e.status not in ("completed", "cancelled"):
-            log.warning("reply ended with status %s: %s", e.status,
-                        (e.get("response") or {}).get("status_details"))
+            self._ratelog(logging.WARNING, f"status:{e.status}",
+                          f"reply ended with status {e.status}: "
+                          f"{(e.get('response') or {}).get('status_details')}")
         if led.pending_calls:
             calls, led.pending_calls = led.pending_calls, []
             self._run_tools(calls)
@@ -546,7 +568,8 @@ class Conversation:
             self._response_wanted = True
             return
         if is_auth_error(e.code) or is_expiry(e.code):
-            self._connection_lost(ConnectionFailed(f"server error {e.code}: {e.message}",
+            hint = f"; {auth_hint(e.code)}" if is_auth_error(e.code) else ""
+            self._connection_lost(ConnectionFailed(f"server error {e.code}: {e.message}{hint}",
                                                    error_code=e.code))
             return
         self._ratelog(logging.WARNING, f"error:{e.code}",
@@ -632,11 +655,19 @@ class Conversation:
         if self.ledger is not None and self.ledger.ready_at is not None \
                 and self._uptime.was_stable(self.ledger.ready_at, now):
             self.backoff.reset()  # only a session that stayed up counts as a success
-        delay = self.backoff.next_delay()
+        # A turn waits in the buffer and nothing listens at the server's address: poll for its
+        # return briskly (buffer_s bounds how long). Anything else gets the full backoff.
+        brisk = bool(self._pending) and is_refused(failure)
+        delay = self.backoff.next_delay(ceiling=WAITING_RETRY_S if brisk else None)
         self.counters["reconnects"] += 1
         log.warning("%s; reconnecting in %.1f s (microphone audio is kept meanwhile)", failure, delay)
         self._reconnect_at = now + delay
         self._connect_deadline = None
+        if self.state is not State.RECONNECTING:
+            self._resume_follow_up = self.state is State.FOLLOW_UP
+            if self._user_speaking or self._manual_turn:  # cut before its commit: send it whole again
+                self._pending.extendleft(reversed(self._unheard))
+            self._unheard.clear()
         self._show(State.RECONNECTING, str(failure))
 
     # -- time --------------------------------------------------------------------------------
