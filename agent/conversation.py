@@ -51,6 +51,13 @@ def _newest(frames, samples: int) -> list[np.ndarray]:
 
 
 @dataclass(frozen=True)
+class Reopen:
+    """A reloaded part that needs what the running one holds (its GPIO pins): close that first."""
+
+    open: Callable[[], Any]
+
+
+@dataclass(frozen=True)
 class ToolOutcome:
     """A finished tool call, ready to go back to the model."""
 
@@ -79,6 +86,7 @@ class Conversation:
         self.lights = lights
         self.toolbox = toolbox
         self.timers = timers
+        self.buttons = None  # only held here so a reload can replace them
         self.earcons = earcons or {}
         self._watchdog = watchdog
         self._on_state = on_state
@@ -754,10 +762,10 @@ class Conversation:
         Swapped in here, between two messages, so no part is replaced or closed while in use.
         A fixed key is worth trying at once: the refused-key wait is over.
         """
+        self._swap_parts(parts or {})
         self.config = config
         if api_key:
             self._key = api_key
-        self._swap_parts(parts or {})
         self._auth_retry_at = 0.0
         log.info("configuration reloaded")
         if self.state is State.ERROR and self._device_fault is None:
@@ -766,8 +774,14 @@ class Conversation:
     def _swap_parts(self, parts: dict[str, Any]) -> None:
         for name, part in parts.items():
             old = getattr(self, name)
+            if isinstance(part, Reopen):
+                if old is not None:
+                    old.close()
+                part = part.open()
             setattr(self, name, part)
             if old is not None and old is not part and hasattr(old, "close"):
                 old.close()
         if "detector" in parts:
             self._wake_live = False
+        if "lights" in parts and self.lights is not None:
+            self.lights.show(self.state)

@@ -10,7 +10,7 @@ from typing import Callable
 
 from agent import config as config_mod
 from agent.config import Config
-from agent.conversation import Conversation
+from agent.conversation import Conversation, Reopen
 from agent.errors import MiraAgentError, SecretError
 from agent.state import State
 
@@ -111,7 +111,7 @@ def build_conversation(config: Config, parts: Parts, *, api_key: str | None = No
                                 lights=lights, earcons=earcons, on_state=on_state,
                                 trigger_on_start=trigger_on_start, watchdog=watchdog)
     posted.append(conversation)
-    parts.add(open_buttons(s.button, conversation.on_button))
+    conversation.buttons = parts.add(open_buttons(s.button, conversation.on_button))
     bridge = parts.bridge = parts.add(DeviceBridge(speaker, conversation.post, s.audio.volume,
                                                    ring_s=s.toolbox.timer_ring_s,
                                                    max_timers=s.toolbox.max_timers))
@@ -120,12 +120,13 @@ def build_conversation(config: Config, parts: Parts, *, api_key: str | None = No
     return conversation
 
 
-def rebuild_parts(old: Config, new: Config, parts: Parts) -> dict:
-    """The parts a reloaded config changes (wake detector, toolbox, earcons), built, not swapped in.
+def rebuild_parts(old: Config, new: Config, parts: Parts, on_button: Callable) -> dict:
+    """The parts a reloaded config changes, built but not swapped in (the loop does that).
 
-    A MiraAgentError means the new config cannot run: whatever was built is closed again. The
-    LEDs and buttons hold GPIO pins the running ones still own, so they follow a restart only.
+    A MiraAgentError means the new config cannot run: whatever was built is closed again. LEDs
+    and buttons hold GPIO pins the running ones own: the loop closes those, then opens the new.
     """
+    from agent.gpio.factory import open_buttons, open_lights
     from agent.sounds.earcons import load_earcons
     from agent.tools.toolbox import Toolbox
     from agent.wake.factory import open_detector
@@ -141,6 +142,10 @@ def rebuild_parts(old: Config, new: Config, parts: Parts) -> dict:
             raise
     for part in built.values():
         parts.add(part)  # closed at exit even if the loop never swaps it in
+    if s.leds != old.settings.leds:
+        built["lights"] = Reopen(lambda: parts.add(open_lights(s.leds)))
+    if s.button != old.settings.button:
+        built["buttons"] = Reopen(lambda: parts.add(open_buttons(s.button, on_button)))
     return built
 
 
@@ -189,7 +194,7 @@ def _install_signals(conversation: Conversation, parts: Parts, config_path: str,
         try:
             new = config_mod.load(config_path)
             key = require_api_key(new)  # a fixed key is the usual reason for a reload
-            rebuilt = rebuild_parts(conversation.config, new, parts)
+            rebuilt = rebuild_parts(conversation.config, new, parts, conversation.on_button)
         except MiraAgentError as e:
             log.error("SIGHUP: the new config is refused, the old one stays: %s", e)
             notifier.ready(f"{conversation.state.value}: new config refused: {e}")

@@ -160,3 +160,29 @@ def test_lost_audio_device_shows_error_and_recovers(tmp_path, server):
         _wait(lambda: run.conversation.state is State.IDLE, what="IDLE")
         run.join()
     assert run.code == 0
+
+
+def test_reload_moves_leds_and_button_to_new_pins(tmp_path, pins, server):
+    """SIGHUP's reload closes the old LEDs and button and opens the configured new pins in the loop."""
+    from agent import config as config_mod
+    from agent.daemon import rebuild_parts
+
+    pcm = user_audio([(3.0, "Hello.")], trailing_s=3.0)
+    with Run(tmp_path, server, pcm, trigger_on_start=False, wake={"engine": "none"},
+             leds={"kind": "single", "pins": {"listening": 5}}, button={"pin": BUTTON, "bounce_ms": 0}) as run:
+        data = run.config.settings.model_dump()
+        data["leds"]["pins"] = {"listening": 12}
+        data["button"]["pin"] = 22
+        new = config_mod.parse(data, run.config.path)
+        run.conversation.post("reload", new, rebuild_parts(run.config, new, run.parts, run.conversation.on_button))
+        _wait(lambda: run.conversation.config is new, what="reload")
+        pins.pin(BUTTON).drive_low()          # the old button is gone: nothing happens
+        pins.pin(BUTTON).drive_high()
+        time.sleep(0.3)
+        assert run.conversation.state is State.IDLE
+        pins.pin(22).drive_low()              # the new one starts a turn
+        pins.pin(22).drive_high()
+        run.wait_state(State.LISTENING)
+        _wait(lambda: pins.pin(12).state == 1, what="new listening LED on")
+        assert pins.pin(5).state == 0
+        run.join()
