@@ -34,11 +34,12 @@ INTERRUPTION = ("Wait, stop, I have a question about the robot.", "en-gb+f3")  #
 FRAME = 480
 
 
-def run_child(name: str, *args, timeout: float = 90) -> dict:
-    """Run this module's <name>(folder, *args) in a child process with a fresh null sink."""
+def run_child(name: str, *args, module: str = "test_barge_in_echo", timeout: float = 90) -> dict:
+    """Run <module>.<name>(folder, *args) in a child process (its own ALSA config and null
+    sink, in a fresh temporary folder); what it returns, through JSON."""
     with tempfile.TemporaryDirectory() as folder:
         code = (f"import sys, json; sys.path[:0] = [{str(TESTS)!r}, {str(ROOT)!r}]; "
-                f"import test_barge_in_echo as m; "
+                f"import {module} as m; "
                 f"print(json.dumps(m.{name}({folder!r}, *{list(args)!r})))")
         done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                               text=True, timeout=timeout, env=dict(os.environ))
@@ -203,7 +204,8 @@ def echo_path(folder: str, volume: int, intruder_volume: int, intruder_at_s: flo
             out["user_alone_kept_db"] = db(clean[alone]) - db(ref)
         out["wall_fire_after_play_s"] = None if t_fire is None else t_fire - t_user
         out["canceller_cpu_per_audio_s"] = loop.cpu / (len(raw) / SAMPLE_RATE)
-        out["slips"] = canceller.slips
+        out["shifts"] = canceller.shifts
+        out["restarts"] = canceller.restarts
         out["model_erle_db"] = canceller.model.erle_db
         gates = np.array(loop.gates)
         out["trusted"] = canceller.model.trusted

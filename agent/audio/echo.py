@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 APM_RATE = 48000
 APM_FRAME = APM_RATE // 100  # WebRTC takes 10 ms frames
 MAX_LEAD_S = 1.0  # played audio waiting for its microphone frames beyond which we start over
+CUSHION = 2       # blocks kept waiting (one for this frame, one for jitter)
+TRIM_FRAMES = 50  # frames (1 s) over which a surplus must persist to be trimmed
 
 
 class _Fifo:
@@ -82,11 +84,21 @@ class LinearEcho:
     removes, plus MARGIN_DB. An untrained model removes nothing, so nothing passes; as it
     learns, quieter users pass, down to NEAR_UNDER_MIC_DB under the microphone's level (a
     user that much quieter than the echo cannot interrupt by voice).
+
+    When the echo path jumps (the device dropped or inserted audio: an underrun), the model
+    no longer removes the echo, which then looks like a user talking. The two differ in what
+    the microphone loses: the user's voice comes on top of an echo the model still removes
+    (the microphone is clearly louder than the residual), a jumped path leaves no less than
+    it found; and a user louder than the echo is heard by WebRTC too (`heard_db`), whose own
+    delay tracking keeps a jump's echo out. Frames over the gate score that; while the score
+    says "jump", the gate is shut (+inf) and the model learns it removes less.
     """
 
     LENGTH_S = 0.3          # echo path covered: bulk delay plus the room's tail
     STEP = 1.0              # NLMS step of the adapting copy
     MARGIN_DB = 8.0         # the residual's lead over the echo the model leaves behind
+    HEARD_DB = 10.0         # WebRTC's output within this of the residual: it heard it too
+    JUMP_SCORE_DB = 0.0     # a score under this (dB the microphone loses) means a jump
     NEAR_UNDER_MIC_DB = 12.0
     FAR_ACTIVE_DB = -60.0   # played audio quieter than this leaves no echo worth the name
 
@@ -94,15 +106,19 @@ class LinearEcho:
         n, bins = block, block + 1
         self.block = n
         self.parts = int(np.ceil(self.LENGTH_S * SAMPLE_RATE / n))
-        self._x = np.zeros((self.parts, bins), dtype=np.complex128)   # far spectra, newest first
+        # all by lag, newest first: far spectra, their powers and levels, the two copies
+        self._x = np.zeros((self.parts, bins), dtype=np.complex128)
         self._x_power = np.zeros((self.parts, bins))
+        self._far_levels = np.full(self.parts, -120.0)
         self._adapting = np.zeros((self.parts, bins), dtype=np.complex128)
         self._output = np.zeros((self.parts, bins), dtype=np.complex128)
-        self._far_levels = np.full(self.parts, -120.0)
         self._window = np.zeros(2 * n)   # [previous far block, this far block]
         self._err = np.zeros(2 * n)      # [zeros, error]: the gradient's overlap-save input
-        self._head = 0                   # ring index of the newest partition
         self._constrain = 0
+        self._unknown = False            # this block had no far end: no telling echo apart
+        self._doubt = False              # the residual over the gate looks like a jumped path
+        self._score = 3.0                # smoothed dB lost by the microphone over the gate
+        self._calm = 0                   # blocks since the last one over the gate
         self._e_adapting = self._e_output = 1e-9  # smoothed error energies of the two copies
         self.residual = np.zeros(n, dtype=np.float32)
         """The last block minus the echo estimate (the user's voice, if any)."""
@@ -128,31 +144,66 @@ class LinearEcho:
     def gate_db(self) -> float:
         if not self.far_active:
             return -np.inf
+        if self._unknown or self._doubt:
+            return np.inf
+        return self._level_gate()
+
+    def _level_gate(self) -> float:
         return self.mic_db - min(self.erle_db - self.MARGIN_DB, self.NEAR_UNDER_MIC_DB)
 
-    def forget_alignment(self) -> None:
-        """The far end slipped against the microphone: the model is no longer trusted."""
-        self.erle_db = min(self.erle_db, 0.0)
+    def reset(self) -> None:
+        """Forget the path (the far end jumped by an unknown amount)."""
+        for a in (self._x, self._x_power, self._adapting, self._output, self._window):
+            a[:] = 0
+        self._far_levels[:] = -120.0
+        self.erle_db = 0.0
 
-    def process(self, far: np.ndarray, near: np.ndarray) -> None:
-        """One block of what was played and what the microphone heard (int16 scale)."""
+    def far_only(self, far: np.ndarray) -> None:
+        """A played block with no microphone frame of its own (the far end was trimmed):
+        the frames after it pair with far blocks one later, so the echo sits one lag later."""
+        self._push_far(far)
+        for w in (self._adapting, self._output):
+            w[1:] = w[:-1]
+            w[0] = 0
+
+    def no_far(self, near: np.ndarray) -> None:
+        """A microphone frame with no played block yet (the speaker was late): the frames
+        after it pair with far blocks one earlier, so the echo sits one lag earlier."""
+        for w in (self._adapting, self._output):
+            w[:-1] = w[1:]
+            w[-1] = 0
+        self.residual[:] = near
+        self.mic_db = _db(np.asarray(near, dtype=np.float64))
+        self.echo_db = -120.0
+        self._unknown = True
+
+    def _push_far(self, far: np.ndarray) -> None:
         n = self.block
-        near = np.asarray(near, dtype=np.float64)
-        head = self._head = (self._head - 1) % self.parts
         self._window[:n] = self._window[n:]
         self._window[n:] = far
-        self._far_levels[head] = _db(far)
+        for a in (self._x, self._x_power, self._far_levels):
+            a[1:] = a[:-1]
+        self._far_levels[0] = _db(self._window[n:])
+        if self.far_active:
+            spectrum = self._x[0] = np.fft.rfft(self._window)
+            self._x_power[0] = spectrum.real ** 2 + spectrum.imag ** 2
+        else:
+            self._x[0] = 0
+            self._x_power[0] = 0
+
+    def process(self, far: np.ndarray, near: np.ndarray, heard_db: float = -120.0) -> None:
+        """One block of what was played and what the microphone heard (int16 scale);
+        heard_db: the level WebRTC's canceller left of the same block."""
+        n = self.block
+        near = np.asarray(near, dtype=np.float64)
+        self._unknown = self._doubt = False
+        self._push_far(far)
         near_db = self.mic_db = _db(near)
         if not self.far_active:  # nothing played lately: no echo, nothing to learn
-            self._x[head] = 0
-            self._x_power[head] = 0
             self.residual[:] = near
             self.echo_db = -120.0
             return
-        spectrum = self._x[head] = np.fft.rfft(self._window)
-        self._x_power[head] = spectrum.real ** 2 + spectrum.imag ** 2
-        order = (np.arange(self.parts) + head) % self.parts  # newest first
-        x = self._x[order]  # weights are kept by lag, newest first
+        x = self._x
         y_out = np.fft.irfft((self._output * x).sum(axis=0))[n:]
         y_adapt = np.fft.irfft((self._adapting * x).sum(axis=0))[n:]
         e_out, e_adapt = near - y_out, near - y_adapt
@@ -178,14 +229,28 @@ class LinearEcho:
             self._adapting[:] = self._output
         self.residual[:] = e_out
         self.echo_db = _db(y_out)
-        # how much the model removes: a low percentile (down 5x faster than up), learnt on
-        # blocks where the user is not heard (where they are, only very slowly)
         residual_db = _db(e_out)
         achieved = near_db - residual_db
-        rate = 0.1 if achieved < self.erle_db else 0.02
-        if residual_db >= self.gate_db:
-            rate *= 0.1
-        self.erle_db += rate * (achieved - self.erle_db)
+        user = False
+        if residual_db >= self._level_gate():  # the user, or the echo of a jumped path?
+            heard = heard_db >= residual_db - self.HEARD_DB
+            score = self.HEARD_DB if heard else achieved
+            self._score = score if self._calm > 10 else 0.7 * self._score + 0.3 * score
+            self._calm = 0
+            self._doubt = self._score < self.JUMP_SCORE_DB
+            user = not self._doubt
+        else:
+            self._calm += 1
+            if self._calm > 10:
+                self._score = 3.0
+        # how much the model removes: a low percentile (down 5x faster than up), learnt on
+        # blocks with echo to remove (not the quiet ends of a reply's pauses) where the user
+        # is not heard (where they are, only very slowly)
+        if near_db > self.FAR_ACTIVE_DB:
+            rate = 0.1 if achieved < self.erle_db else 0.02
+            if user:
+                rate *= 0.1
+            self.erle_db += rate * (min(max(achieved, -10.0), 60.0) - self.erle_db)
 
 
 def _db(x: np.ndarray) -> float:
@@ -238,13 +303,13 @@ class EchoCanceller:
         """Microphone frames processed."""
         self.far_samples = 0
         """Reference samples (24 kHz) fed as the far end."""
-        self.slips = 0
-        """Times the far end and the microphone fell out of step (the speaker late, or the
-        microphone over MAX_LEAD_S behind); each costs the linear model its trust."""
-        # The ring holds whatever played before we existed: start from what plays next.
-        backlog = reference.available
-        if backlog:
-            reference.read(backlog)
+        self.shifts = 0
+        """Blocks by which the pairing of far end and microphone moved (a late speaker, a
+        trimmed surplus); the models follow each."""
+        self.restarts = 0
+        """Times the microphone fell over MAX_LEAD_S behind: pairing and model start over."""
+        self._least, self._watched = len(self._fifo.buf), 0  # fewest blocks waiting at a frame
+        self._dropped = reference.dropped
 
     @property
     def residual(self) -> np.ndarray:
@@ -267,8 +332,8 @@ class EchoCanceller:
         if self._closed:
             return np.array(frame, dtype=np.int16)
         far = self._next_far_block()
-        self._feed_far(far)
-        self._step_model(far, frame)
+        if far is not None:
+            self._feed_far(far)
         self._near.push(self._near_up.resample_chunk(frame.astype(np.float32)))
         clean, done = self._clean48, 0
         while self._near.size >= APM_FRAME and done + APM_FRAME <= len(clean):
@@ -285,14 +350,28 @@ class EchoCanceller:
         np.clip(np.rint(tail), -32768, 32767, out=tail)
         result[n - have:] = tail
         self._out.pop(have)
+        if far is None:
+            self._model.no_far(frame)
+        else:
+            self._model.process(far, frame, heard_db=_db(result.astype(np.float64)))
+        residual = self._model.residual
+        np.clip(np.rint(residual), -32768, 32767, out=residual)
+        self._residual[:] = residual
         self.frames += 1
         return result
 
-    def _next_far_block(self) -> np.ndarray:
-        """The next 20 ms of what was played: exactly one block per microphone frame, so the
-        far end keeps its alignment with the microphone however the two threads jitter or
-        stall. The queue between them starts empty and grows by a block each time it runs
-        dry (the speaker was late), so it settles at the smallest cushion that works."""
+    def _next_far_block(self) -> np.ndarray | None:
+        """The next 20 ms of what was played, paired with this microphone frame; None when
+        the speaker has not played it yet.
+
+        One block per frame keeps the pairing however the two threads jitter or stall. What
+        waits between them is kept small, so the far end leads its echo by as much as it can:
+        every frame starts with everything played so far; the first frame (or one that finds
+        over MAX_LEAD_S waiting) keeps only the newest block; and when more than CUSHION
+        blocks waited at every frame for a second, the surplus is played to the models
+        without a frame. A frame that finds nothing gets none (the speaker was late).
+        Both models are told of each shift, so none costs what they have learnt.
+        """
         ref, fifo, n, far = self._ref, self._fifo, FRAME_SAMPLES, self._far_block
         while fifo.size + n <= len(fifo.buf):
             chunk = ref.read(n)
@@ -300,21 +379,36 @@ class EchoCanceller:
                 break
             self._ref_chunk[:] = chunk
             fifo.push(self._ref_chunk)
-        if fifo.size > MAX_LEAD_S * SAMPLE_RATE:  # the microphone fell far behind: start over
-            self.slips += 1
-            self._model.forget_alignment()
-            while ref.read(n) is not None:
-                pass
-            fifo.pop(fifo.size)
-        if fifo.size < n:  # the speaker is behind: silence now, its block later
-            far[:] = 0
-            self.slips += self.frames > 0  # (the first frame always finds the queue empty)
-            self._model.forget_alignment()
-        else:
-            far[:] = fifo.buf[:n]
-            fifo.pop(n)
-            self.far_samples += n
+        if self.frames == 0 or fifo.size + n > len(fifo.buf) or ref.dropped != self._dropped:
+            self._start_over()
+        self._least = min(self._least, fifo.size // n)
+        self._watched += 1
+        if self._watched == TRIM_FRAMES:
+            for _ in range(self._least - CUSHION):
+                far[:] = fifo.buf[:n]
+                fifo.pop(n)
+                self._feed_far(far)
+                self._model.far_only(far)
+                self.shifts += 1
+            self._least, self._watched = len(fifo.buf), 0
+        if fifo.size < n:
+            self.shifts += 1
+            return None
+        far[:] = fifo.buf[:n]
+        fifo.pop(n)
+        self.far_samples += n
         return far
+
+    def _start_over(self) -> None:
+        """Pair this frame with the newest block played (at the start, or after a stall)."""
+        ref, fifo, n = self._ref, self._fifo, FRAME_SAMPLES
+        while ref.read(n) is not None:  # (over MAX_LEAD_S behind: the ring still holds more)
+            pass
+        fifo.pop(max(0, fifo.size - n))
+        if self.frames:
+            self.restarts += 1
+            self._model.reset()
+        self._dropped = ref.dropped
 
     def _feed_far(self, far: np.ndarray) -> None:
         self._far.push(self._far_up.resample_chunk(far))
@@ -322,11 +416,6 @@ class EchoCanceller:
             _into_int16(self._far.buf[:APM_FRAME], self._far_pcm, self._scratch)
             self._far.pop(APM_FRAME)
             self._apm.process_reverse_stream(self._far_frame)
-
-    def _step_model(self, far: np.ndarray, frame: np.ndarray) -> None:
-        self._model.process(far, frame)
-        np.clip(np.rint(self._model.residual), -32768, 32767, out=self._model.residual)
-        self._residual[:] = self._model.residual
 
     def close(self) -> None:
         """Release WebRTC's state; later frames pass through unchanged. Safe to call twice."""
