@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agent.audio.base import SAMPLE_RATE
+
 from fixtures_audio import pulseaudio_available
 
 TESTS = Path(__file__).resolve().parent
@@ -215,6 +217,56 @@ def echo_path(folder: str, volume: int, intruder_volume: int, intruder_at_s: flo
         srv.stop()
 
 
+def flush_to_silence(folder: str, count: int) -> dict:
+    """Barge-in to silence on the null sink, `count` times: a reply plays, the speaker is
+    flushed at a random moment (what _barge_in does first); how long until the device gets
+    only silence (its callback), and until the sink's monitor falls silent."""
+    from audio_scenarios import MonitorTap, noise, pulse_server, speaker_running, wait_until
+
+    from agent.audio.settings import AudioSettings
+
+    srv = pulse_server(folder)
+    try:
+        from agent.audio.playback import PyAudioSpeaker
+
+        spk = PyAudioSpeaker(AudioSettings(output_rate=24000, volume=100))
+        tap = MonitorTap()
+        running = speaker_running(spk)
+        wait_until(lambda: tap.blocks, 5)
+        time.sleep(0.5)
+        blocks: list[tuple[float, bool]] = []
+        fade = int(0.002 * SAMPLE_RATE)  # a flushed reply ends in a 2 ms fade (no click)
+        spk.buffer.on_played = lambda block: blocks.append((time.monotonic(),
+                                                            bool(block[fade:].any())))
+        rng = np.random.default_rng(0)
+        flushes = []
+        for i in range(count):
+            spk.play(noise(SAMPLE_RATE, 20 + i, 8000), f"reply{i}")
+            time.sleep(0.25 + rng.uniform(0, 0.1))
+            t = time.monotonic()
+            spk.flush()
+            flushes.append(t)
+            time.sleep(0.15)
+        time.sleep(0.2)
+        spk.close()
+        tap.close()
+        pcm, times = tap.signal()
+        device, sink = [], []
+        for t in flushes:
+            after = [b for b in blocks if b[0] > t]
+            silent = next((bt for bt, loud in after if not loud), None)
+            if silent is not None:
+                device.append(1000 * (silent - t))
+            window = (times > t) & (times < t + 0.14)
+            loud = np.flatnonzero(window & (pcm != 0))
+            if len(loud):
+                sink.append(1000 * (times[loud[-1]] - t))
+        return {"running": running, "device_ms": device, "sink_ms": sink,
+                "latency_ms": 1000 * spk._latency}
+    finally:
+        srv.stop()
+
+
 # -- tests -----------------------------------------------------------------------------------
 
 pulse = pytest.mark.skipif(not pulseaudio_available(),
@@ -235,3 +287,15 @@ def test_long_reply_never_interrupts_itself_and_a_second_voice_does():
     assert r["fired"] and r["fires_before_user"] == 0, r
     assert 0 < r["latency_ms"] <= 300, r
     assert abs(r["user_alone_kept_db"]) <= 3, r
+
+
+@pytest.mark.slow
+@pulse
+def test_barge_in_silences_the_device_within_a_period():
+    """Twelve flushes at random moments of a reply: the device is handed only silence (after
+    the 2 ms fade) within 20 ms (+5 ms of callback jitter) every time; the sink follows after
+    its own buffer (reported by the benchmark)."""
+    r = run_child("flush_to_silence", 12)
+    assert r["running"] and len(r["device_ms"]) == 12, r
+    assert max(r["device_ms"]) <= 25, r
+    assert len(r["sink_ms"]) == 12 and max(r["sink_ms"]) <= 20 + r["latency_ms"] + 90, r

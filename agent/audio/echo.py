@@ -133,6 +133,7 @@ class LinearEcho:
 
     @property
     def far_active(self) -> bool:
+        """Something audible was played within the model's length (so echo may be coming)."""
         return bool(self._far_levels.max() > self.FAR_ACTIVE_DB)
 
     @property
@@ -142,6 +143,7 @@ class LinearEcho:
 
     @property
     def gate_db(self) -> float:
+        """The level (dBFS) the last residual had to pass to be the user (see the class)."""
         if not self.far_active:
             return -np.inf
         if self._unknown or self._doubt:
@@ -323,6 +325,7 @@ class EchoCanceller:
 
     @property
     def model(self) -> LinearEcho:
+        """The linear echo model (its erle_db, trusted, copies: for tests and benchmarks)."""
         return self._model
 
     def process(self, frame: np.ndarray) -> np.ndarray:

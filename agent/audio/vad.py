@@ -1,11 +1,12 @@
 """Voice activity on the echo-cancelled microphone: when does the user start talking over a reply?
 
 Pure numpy on 24 kHz 20 ms frames. A frame is sound when it is loud enough (the configured
-dBFS threshold) and clearly above the tracked noise floor; voiced when it is also periodic at
-a pitch (a vowel; an "s" is sound but not voiced; noise of any colour never is). Speech
-starts when sound adds up to the configured duration, a quarter of it voiced, with no gap longer than a
-hangover (syllables have short quiet spells), and with a level that swings like syllables
-do: steady noise that switches on (a fan, a tap) holds a flat level and is never speech.
+dBFS threshold), clearly above the tracked noise floor and above the level echo may reach
+(the canceller's gate); voiced when it is also periodic at a pitch (a vowel; an "s" is sound
+but not voiced; noise of any colour never is). Speech starts when sound adds up to the
+configured duration, a quarter of it voiced, with no gap longer than a hangover (syllables
+have short quiet spells), and with a level that swings like syllables do: steady noise that
+switches on (a fan, a tap, a hum) holds a flat level and is never speech.
 """
 
 from __future__ import annotations
