@@ -120,15 +120,18 @@ def daemon_on_the_echo_path(folder: str, intruder_at_s: float) -> dict:
 def test_the_daemon_never_interrupts_itself_and_stops_for_a_second_voice():
     """Through the daemon on the echo path at full volume: the first story plays to its end
     (no barge-in, no truncate); over the second one a second voice, as loud as the reply,
-    barges in by voice within 400 ms of its onset at the sink (both streams' latencies
-    included); the reply is truncated at what was played (the device's buffer still plays
-    up to 100 ms more) and the user's words stream to the server from then on."""
+    barges in by voice within 500 ms of its onset leaving play() (wall clock: the user's
+    stream, the sink, the microphone's buffer and the conversation queue included; on the
+    microphone's own timeline it takes about 200 ms, see test_barge_in_echo). The reply is
+    truncated at what was played (the device's buffer still plays up to 100 ms more) and the
+    user's words stream to the server from then on."""
     r = run_child("daemon_on_the_echo_path", 3.0, module="test_barge_in_echo_daemon", timeout=120)
     assert r["canceller"] == "EchoCanceller" and r["running"], r
     assert r["barge_ins_first_reply"] == 0, r
+    assert r["transcripts"] == ["tell me a story", "tell me a story"], r
     assert r["done"][0] == "completed" and r["replies"][0]["truncated_ms"] is None, r
     assert r["barge_in_reason"] == "barge-in by voice" and r["barge_ins"] == 1, r
-    assert 0 < r["voice_to_barge_in_ms"] <= 400, r
+    assert 0 < r["voice_to_barge_in_ms"] <= 500, r
     truncated = r["replies"][-1]["truncated_ms"]
     assert 3000 <= truncated <= 3000 + 1000, r
     assert truncated <= r["played_ms"] <= truncated + 100, r
