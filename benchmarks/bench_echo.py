@@ -12,9 +12,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-
-from agent.audio.base import FRAME_SAMPLES as N
 from agent.audio.base import SAMPLE_RATE
 from benchmarks.common import Row, median, percentile
 

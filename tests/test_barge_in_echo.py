@@ -83,7 +83,6 @@ class _Loop:
         self.clean: list[np.ndarray] = []
         self.fires: list[int] = []            # frame index of each speech start while speaking
         self.fire_times: list[float] = []
-        self.gates: list[float] = []
         self.cpu = 0.0
         self.speaking = False
 
@@ -99,7 +98,6 @@ class _Loop:
         t0 = time.thread_time()
         clean = self.canceller.process(frame)
         self.cpu += time.thread_time() - t0
-        self.gates.append(self.canceller.gate_db)
         self.raw.append(frame)
         self.clean.append(clean)
         if self.speaking:
@@ -129,9 +127,8 @@ def echo_path(folder: str, volume: int, intruder_volume: int, intruder_at_s: flo
     start heard is a self-interruption. In the second a second voice joins at intruder_at_s
     (through its own stream into the same sink); the first speech start flushes the speaker,
     as the conversation's barge-in does."""
-    from audio_scenarios import pulse_server, speaker_running, wait_until
+    from audio_scenarios import pulse_server, speaker_running
 
-    from agent.audio.base import SAMPLE_RATE
     from agent.audio.settings import AudioSettings
     from agent.demo import speak
 
@@ -180,7 +177,6 @@ def echo_path(folder: str, volume: int, intruder_volume: int, intruder_at_s: flo
         spk.close()
         user.close()
         raw, clean = loop.signals()
-        gain = (volume / 100) ** 2
         # where each reply and the second voice really are in the microphone's stream
         s1 = first * FRAME + locate(raw[first * FRAME:first_end * FRAME], story)
         echo = slice(s1 + SAMPLE_RATE, s1 + len(story))  # after the canceller's first second
@@ -209,7 +205,6 @@ def echo_path(folder: str, volume: int, intruder_volume: int, intruder_at_s: flo
         out["shifts"] = canceller.shifts
         out["restarts"] = canceller.restarts
         out["model_erle_db"] = canceller.model.erle_db
-        gates = np.array(loop.gates)
         out["trusted"] = canceller.model.trusted
         out["overflows"] = mic.overflows
         return out

@@ -14,7 +14,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from agent.conversation import Conversation
@@ -91,7 +90,8 @@ def daemon_on_the_echo_path(folder: str, intruder_at_s: float) -> dict:
                 j = wait_state(State.LISTENING, i, timeout=15)
                 out["barge_in_reason"] = states[j][2]
                 # wall clock from the voice's onset at the sink (its stream's latency aside)
-                out["voice_to_barge_in_ms"] = 1000 * (states[j][0] - t_user) - 1000 * onset(other) / SAMPLE_RATE
+                out["voice_to_barge_in_ms"] = (1000 * (states[j][0] - t_user)
+                                               - 1000 * onset(other) / SAMPLE_RATE)
                 session = server.last_session
                 server.recorder.wait_for(lambda: any(r.truncated_ms is not None for r in session.replies))
                 sent_at_truncate = len(session.input_audio)
