@@ -25,7 +25,7 @@ class EchoSettings(Section):
     enabled: bool = True
     """Cancel the speaker's echo from the microphone (WebRTC AEC); off where unavailable."""
     delay_ms: int = Field(40, ge=0, le=500)
-    """Speaker-to-microphone delay hint for the echo canceller."""
+    """Speaker-to-microphone delay hint passed to WebRTC (AEC3 measures the real delay itself)."""
     barge_in: bool = True
     """Let the user's voice interrupt a reply (needs echo cancellation)."""
     barge_in_threshold_db: float = Field(-35.0, ge=-90, le=0)

@@ -73,6 +73,7 @@ class Conversation:
 
     def __init__(self, config: Config, *, api_key: str, mic: Microphone, speaker: Speaker,
                  detector=None, lights=None, toolbox=None, timers=None, earcons: dict | None = None,
+                 echo=None, voice=None,
                  watchdog=None, on_state: Callable[[State, str], None] | None = None,
                  trigger_on_start: bool = False,
                  connect: Callable[..., RealtimeConnection] = RealtimeConnection,
@@ -83,6 +84,8 @@ class Conversation:
         self.mic = mic
         self.speaker = speaker
         self.detector = detector
+        self.echo = echo      # EchoCanceller: every microphone frame goes through it first
+        self.voice = voice    # VoiceActivity on the canceller's residual: voice barge-in
         self.lights = lights
         self.toolbox = toolbox
         self.timers = timers
@@ -133,6 +136,7 @@ class Conversation:
         self._ringing = False
         self._user_speaking = False      # server VAD heard speech start, not yet its end
         self._wake_live = False          # the detector heard the previous frame
+        self._voice_live = False         # the voice detector heard the previous frame
         self._session_manual = False     # the open session has server VAD off
         self._device_fault: str | None = None  # an audio device is gone (being reopened)
         self.last_detection = None
@@ -222,6 +226,8 @@ class Conversation:
     # -- microphone --------------------------------------------------------------------------
 
     def _on_frame(self, frame: np.ndarray) -> None:
+        if self.echo is not None:  # wake word, pre-roll and what is sent hear the cleaned mic
+            frame = self.echo.process(frame)  # (while muted too: it keeps its alignment)
         st = self.state
         if st is State.MUTED:
             return
@@ -237,6 +243,8 @@ class Conversation:
             self._listen_for_wake_word(frame)
         else:
             self._wake_live = False
+        if self.voice is not None:
+            self._listen_for_voice()
 
     def _listen_for_wake_word(self, frame: np.ndarray) -> None:
         if not self._wake_live:  # the stream had a gap: old context would blur the next words
@@ -253,6 +261,20 @@ class Conversation:
         else:  # what was said after the wake word, from a little before the detection point
             back = wake.lookback_ms * SAMPLE_RATE // 1000
             self._on_trigger("wake word", _newest(self._ring, hit.lag_samples + back))
+
+    def _listen_for_voice(self) -> None:
+        """While a reply plays, the user's voice interrupts it: heard in the canceller's
+        residual (the user at full level), above the level its echo may reach."""
+        if self.state is not State.SPEAKING or not self.config.settings.echo.barge_in:
+            self._voice_live = False
+            return
+        if not self._voice_live:  # a new reply: the room's noise floor is measured afresh
+            self.voice.reset()
+            self._voice_live = True
+        lag = self.voice.process(self.echo.residual, self.echo.gate_db)
+        if lag is not None:
+            log.info("voice heard over the reply (%.0f dBFS)", self.voice.level_db)
+            self._on_trigger("voice", _newest(self._ring, lag))
 
     def _send_audio(self, frame: np.ndarray) -> None:
         # While a reply is streaming, Mira treats any append as the user interrupting.
@@ -764,6 +786,8 @@ class Conversation:
         """
         self._swap_parts(parts or {})
         self.config = config
+        if self.voice is not None:
+            self.voice.configure(config.settings.echo)
         if api_key:
             self._key = api_key
         self._auth_retry_at = 0.0

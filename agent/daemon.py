@@ -87,6 +87,8 @@ def build_conversation(config: Config, parts: Parts, *, api_key: str | None = No
                        watchdog=None) -> Conversation:
     """The conversation with every part the config asks for, opened and registered in `parts`."""
     from agent.audio.devices import open_microphone, open_speaker
+    from agent.audio.echo import open_echo_canceller
+    from agent.audio.vad import VoiceActivity
 
     s = config.settings
     key = api_key if api_key is not None else require_api_key(config)
@@ -105,11 +107,15 @@ def build_conversation(config: Config, parts: Parts, *, api_key: str | None = No
 
     speaker = parts.add(open_speaker(s.audio, config.resolve, on_state=device_state))
     mic = parts.add(open_microphone(s.audio, config.resolve, on_state=device_state))
+    # WAV files have no acoustic echo (and the file backend's tests compare exact samples)
+    echo = parts.add(open_echo_canceller(s.echo, speaker)) if s.audio.backend == "alsa" else None
+    voice = VoiceActivity.from_settings(s.echo) if echo is not None else None
     detector = parts.add(open_detector(s.wake, base_dir=config.base_dir))
     lights = parts.add(open_lights(s.leds))
     conversation = Conversation(config, api_key=key, mic=mic, speaker=speaker, detector=detector,
-                                lights=lights, earcons=earcons, on_state=on_state,
-                                trigger_on_start=trigger_on_start, watchdog=watchdog)
+                                lights=lights, earcons=earcons, echo=echo, voice=voice,
+                                on_state=on_state, trigger_on_start=trigger_on_start,
+                                watchdog=watchdog)
     posted.append(conversation)
     conversation.buttons = parts.add(open_buttons(s.button, conversation.on_button))
     bridge = parts.bridge = parts.add(DeviceBridge(speaker, conversation.post, s.audio.volume,
