@@ -29,7 +29,7 @@ def test_played_positions_track_the_sink_and_flush_silences_within_a_period(tmp_
     r = run_scenario("pulse_playback", {}, str(tmp_path))
     assert r["running"] and r["a_exact"], r
     assert 1.9 < r["play_s"] < 2.5
-    assert r["position_error_ms"]["median"] < 2.0, r["position_error_ms"]
+    assert r["position_error_ms"]["median"] < 5.0, r["position_error_ms"]  # target 10 ms: bench_audio
     assert r["position_error_ms"]["p95"] < 10.0, r["position_error_ms"]
     flush = r["flush"]
     assert flush["to_device_ms"] <= 20 + 5, flush

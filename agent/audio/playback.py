@@ -127,6 +127,17 @@ class PyAudioSpeaker(BufferedSpeaker):
                                f"24000 or 16000 Hz ({tried}): check [audio] output_channels and "
                                "output_rate against `mira-agent devices`")
 
+    def flush(self) -> dict[str, int]:
+        """Silence at once: the queue, the resampler's FIFO and the device's buffer are dropped."""
+        positions = self.buffer.flush()
+        self._keeper.drop_queued(self._forget_resampled)
+        return positions
+
+    def _forget_resampled(self) -> None:
+        self._fifo_len = 0
+        if self._resampler is not None:
+            self._resampler.clear()
+
     def _prepare(self, rate: int, frames: int) -> None:
         """Buffers for a stream at rate with blocks of frames (before it calls back)."""
         self._rate = rate

@@ -126,6 +126,17 @@ class PortAudioHost:
             self._streams += 1
             return stream
 
+    def drop_queued(self, stream, between: Callable[[], None] = lambda: None) -> None:
+        """Discard what the device still holds instead of playing it (Pa_AbortStream), run
+        `between` while no callback can run, and start the stream again."""
+        pa = _pyaudio()._portaudio  # PyAudio's Stream has no abort; its C module has
+        with self._lock:
+            pa.abort_stream(stream._stream)
+            try:
+                between()
+            finally:
+                pa.start_stream(stream._stream)
+
     def close(self, stream) -> None:
         with self._lock:
             try:
@@ -289,12 +300,23 @@ class StreamKeeper:
         if stream is not None:
             self._host.close(stream)
 
+    def drop_queued(self, between: Callable[[], None] = lambda: None) -> None:
+        """Silence now: the device's own buffer is discarded, not played (a barge-in's flush)."""
+        stream = self._stream
+        if stream is None:
+            return
+        try:
+            self._host.drop_queued(stream, between)
+        except OSError:
+            pass  # a stream dying now is the watcher's to notice and reopen
+
     def _alive(self) -> bool:
         stream = self._stream
         if stream is None:
             return False
         try:
-            active = stream.is_active()
+            with self._host._lock:  # not between drop_queued's abort and restart
+                active = stream.is_active()
         except OSError:
             return False
         return active and time.monotonic() - self.last_beat < self._stall
