@@ -3,6 +3,7 @@
 import logging
 import shutil
 import subprocess
+import sys
 import wave
 import zlib
 from pathlib import Path
@@ -146,6 +147,41 @@ def test_same_detection_whatever_the_frame_size(speech):
             (hit,) = feed(detector, audio, frame)
         offsets.append(hit.sample_offset)
     assert max(offsets) - min(offsets) <= 1280 * 3 // 2  # within one 80 ms step
+
+
+def test_digital_silence_reaches_the_engine_as_silence():
+    """The 16 kHz steps the engine gets from zero frames are zero (soxr's int16 output would add random dither)."""
+    steps = []
+    with OpenWakeWordDetector("hey_jarvis") as detector:
+        engine_step = detector._step_engine
+        detector._step_engine = lambda pcm: steps.append(pcm.copy()) or engine_step(pcm)
+        feed(detector, np.zeros(SAMPLE_RATE, np.int16))
+    assert len(steps) >= 10 and not np.any(np.concatenate(steps))
+
+
+_SCORE_SCRIPT = """
+import sys, wave, numpy as np
+from agent.wake.openwakeword import OpenWakeWordDetector
+with wave.open(sys.argv[1]) as w:
+    audio = np.frombuffer(w.readframes(w.getnframes()), np.int16)
+with OpenWakeWordDetector("hey_jarvis", threshold=0.001, refractory_s=0.0) as d:
+    hits = [d.process(audio[i:i + 480]) for i in range(0, len(audio) - 479, 480)]
+print([(h.sample_offset, round(h.score, 6)) for h in hits if h is not None])
+"""
+
+
+def test_the_same_audio_scores_the_same_in_every_process(speech, tmp_path):
+    """Two daemons hearing the same audio get the same scores (no random dither in the resampler)."""
+    path = tmp_path / "wake.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(SAMPLE_RATE)
+        w.writeframes(padded(speech("hey jarvis, what time is it", "en+m3", 150)).tobytes())
+    runs = [subprocess.run([sys.executable, "-c", _SCORE_SCRIPT, str(path)], capture_output=True,
+                           text=True, check=True, cwd=Path(__file__).parent.parent).stdout
+            for _ in range(2)]
+    assert runs[0] == runs[1] and runs[0].count("(") > 5
 
 
 def test_refractory_period_makes_one_trigger_of_a_repeated_wake_word(speech):
