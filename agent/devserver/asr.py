@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import soxr
 
+from agent.audio.resample import StreamResampler
 from agent.devserver.script import words
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,8 @@ class Recognizer:
         if self._active:
             self.finish()
         self._rate = rate
-        self._resampler = None if rate == ASR_RATE else soxr.ResampleStream(rate, ASR_RATE, 1, dtype="int16")
+        # agent.audio's resampler: float, no dither, so the same audio is heard the same way each run
+        self._resampler = None if rate == ASR_RATE else StreamResampler(rate, ASR_RATE)
         if self._decoder is not None:
             self._decoder.start_utt()
         self._active = True
@@ -79,7 +80,7 @@ class Recognizer:
         """Recognise more audio of the turn; the hypothesis so far ("" when none)."""
         if not self._active or self._decoder is None or not len(pcm):
             return ""
-        data = pcm if self._resampler is None else self._resampler.resample_chunk(pcm)
+        data = pcm if self._resampler is None else self._resampler.process(pcm)
         if len(data):
             self._decoder.process_raw(np.ascontiguousarray(data, dtype=np.int16).tobytes(), False, False)
         return self._hyp()
@@ -92,7 +93,7 @@ class Recognizer:
         if self._decoder is None:
             return ""
         if self._resampler is not None:
-            tail = self._resampler.resample_chunk(np.zeros(0, dtype=np.int16), last=True)
+            tail = self._resampler.process(np.zeros(0, dtype=np.int16), last=True)
             if len(tail):
                 self._decoder.process_raw(tail.astype(np.int16).tobytes(), False, False)
         self._decoder.end_utt()
