@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from typing import Callable
 
 import numpy as np
@@ -62,6 +63,7 @@ class PyAudioSpeaker(BufferedSpeaker):
         self._closed = False
         self._keeper = StreamKeeper("speaker", self._open, on_state, host=host, **keeper_options)
         self._keeper.start()
+        self._prime()
 
     # -- the Speaker interface ------------------------------------------------------------
 
@@ -126,6 +128,16 @@ class PyAudioSpeaker(BufferedSpeaker):
                                f"{s.output_channels} channel(s) at {s.output_rate}, 48000, 44100, "
                                f"24000 or 16000 Hz ({tried}): check [audio] output_channels and "
                                "output_rate against `mira-agent devices`")
+
+    def _prime(self) -> None:
+        """Play 100 ms of silence and flush it. On PulseAudio the first flush of a fresh stream
+        took ~130 ms to silence the sink (every later one < 10 ms): pay that now, not at the
+        first barge-in."""
+        self.buffer.write(np.zeros(SAMPLE_RATE // 10, dtype=np.int16), None)
+        deadline = time.monotonic() + 0.5
+        while not self.buffer.drained() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.flush()
 
     def flush(self) -> dict[str, int]:
         """Silence at once: the queue, the resampler's FIFO and the device's buffer are dropped."""
