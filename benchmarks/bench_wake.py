@@ -20,6 +20,7 @@ from __future__ import annotations
 import glob
 import itertools
 import math
+import multiprocessing
 import os
 import random
 import subprocess
@@ -356,7 +357,9 @@ def idle_cpu(seconds: float = 30.0) -> float:
 
 def rows() -> list[Row]:
     cpu = idle_cpu()
-    with ProcessPoolExecutor(2) as pool:
+    # spawn, not fork: another benchmark in this process may have started livekit's runtime,
+    # which cannot cross a fork
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
         pos_files, neg_files = corpus(pool)
         neg = {f: pool.map(negatives_job, [(p, f) for p in neg_files]) for f in NEGATIVE_FRONTS}
         pos = {f: list(pool.map(positives_job, [(p, f) for p in pos_files])) for f in FRONTS}
