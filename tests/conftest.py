@@ -1,5 +1,18 @@
 import sys
 from pathlib import Path
 
+import pytest
+from gpiozero import Device
+from gpiozero.pins.mock import MockFactory, MockPWMPin
+
 # tests/ helpers (conformance, fixtures) import as top-level modules.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+@pytest.fixture
+def pins():
+    """gpiozero's mock pins (PWM-capable) as the pin factory; drive_low() presses a button."""
+    Device.pin_factory = MockFactory(pin_class=MockPWMPin)
+    yield Device.pin_factory
+    Device.pin_factory.reset()
+    Device.pin_factory = None

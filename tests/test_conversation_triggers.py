@@ -3,8 +3,6 @@
 import time
 
 import pytest
-from gpiozero import Device
-from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from agent.audio.wavfile import read_wav
 from agent.demo import user_audio
@@ -15,14 +13,6 @@ from harness import KEY, Run, check_all_events
 pytestmark = pytest.mark.slow
 BUTTON, MUTE = 17, 27
 LEDS = {"listening": 5, "speaking": 6, "error": 13}
-
-
-@pytest.fixture
-def pins():
-    Device.pin_factory = MockFactory(pin_class=MockPWMPin)
-    yield Device.pin_factory
-    Device.pin_factory.reset()
-    Device.pin_factory = None
 
 
 @pytest.fixture

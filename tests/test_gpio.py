@@ -6,7 +6,7 @@ import time
 
 import pytest
 from gpiozero import LED, Device
-from gpiozero.pins.mock import MockFactory, MockPWMPin
+from gpiozero.pins.mock import MockPWMPin
 
 from agent.config import parse
 from agent.gpio import ButtonAction, Buttons, open_buttons, open_lights, pin_factory_available
@@ -14,14 +14,6 @@ from agent.gpio import factory as gpio_factory
 from agent.gpio.settings import ButtonSettings, LedSettings
 
 TALK, MUTE = 17, 27
-
-
-@pytest.fixture
-def pins():
-    Device.pin_factory = MockFactory(pin_class=MockPWMPin)
-    yield Device.pin_factory
-    Device.pin_factory.reset()
-    Device.pin_factory = None
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@
 import time
 
 import pytest
-from gpiozero import Device
-from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from agent.config import parse
 from agent.gpio import StateLights
@@ -13,14 +11,6 @@ from agent.state import State
 
 LISTEN, SPEAK, ERR = 5, 6, 13
 RED, GREEN, BLUE = 17, 27, 22
-
-
-@pytest.fixture
-def pins():
-    Device.pin_factory = MockFactory(pin_class=MockPWMPin)
-    yield Device.pin_factory
-    Device.pin_factory.reset()
-    Device.pin_factory = None
 
 
 def single(**kw) -> LedSettings:
