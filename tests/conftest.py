@@ -1,3 +1,4 @@
+import logging
 import sys
 from pathlib import Path
 
@@ -16,3 +17,19 @@ def pins():
     yield Device.pin_factory
     Device.pin_factory.reset()
     Device.pin_factory = None
+
+
+@pytest.fixture
+def clean_logging():
+    """The root logger back as it was after the test, with no handler or secret of ours left."""
+    from agent.service import logs
+
+    root = logging.getLogger()
+    before = (list(root.handlers), root.level)
+    logs.forget_secrets()
+    yield
+    for h in list(logs._installed):
+        root.removeHandler(h)
+    logs._installed.clear()
+    root.handlers[:], root.level = before
+    logs.forget_secrets()

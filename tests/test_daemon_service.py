@@ -6,7 +6,6 @@ WATCHDOG_USEC, and signals. The Realtime server is the local DevServer on 127.0.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import signal
@@ -26,8 +25,7 @@ from agent.audio.wavfile import WavMicrophone, WavSpeaker, read_wav
 from agent.conversation import Conversation
 from agent.demo import user_audio, write_wav
 from agent.devserver import DevServer
-from agent.service import logs
-from agent.service.logs import forget_secrets, setup_logging
+from agent.service.logs import setup_logging
 from agent.service.notify import Notifier, Watchdog
 from agent.state import State
 
@@ -330,18 +328,6 @@ class Journal:
 
     def __call__(self, MESSAGE, **fields):  # noqa: N803 - systemd.journal.send's signature
         self.entries.append({"MESSAGE": MESSAGE, **{k: v for k, v in fields.items() if k.isupper()}})
-
-
-@pytest.fixture
-def clean_logging():
-    root = logging.getLogger()
-    before = (list(root.handlers), root.level)
-    yield
-    for h in list(logs._installed):
-        root.removeHandler(h)
-    logs._installed.clear()
-    root.handlers[:], root.level = before
-    forget_secrets()
 
 
 class Loop:

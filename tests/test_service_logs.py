@@ -9,24 +9,16 @@ import pytest
 
 from agent.errors import AudioDeviceError, ConfigError
 from agent.service import logs
-from agent.service.logs import fields, forget_secrets, register_secret, setup_logging
+from agent.service.logs import fields, register_secret, setup_logging
 from agent.state import State
 
 log = logging.getLogger("agent.test")
 
 
 @pytest.fixture(autouse=True)
-def clean_logging():
-    """Each test gets the root logger back as it found it, and no secrets."""
-    root = logging.getLogger()
-    before = (list(root.handlers), root.level)
-    forget_secrets()
+def _every_test_logs_cleanly(clean_logging):
+    """Each test gets the root logger back as it found it, and no secrets (conftest)."""
     yield
-    for h in list(logs._installed):
-        root.removeHandler(h)
-    logs._installed.clear()
-    root.handlers[:], root.level = before
-    forget_secrets()
 
 
 class Journal:
