@@ -86,3 +86,11 @@ class Run:
     def __exit__(self, *exc):
         self.conversation.stop()
         self.thread.join(10)
+
+
+def file_config(folder: Path, url: str, extra: str = "", wake: str = '[wake]\nengine = "none"\n') -> Path:
+    """folder/agent.toml: the file backend (in.wav -> out.wav) against `url`, plus `extra` TOML."""
+    path = folder / "agent.toml"
+    path.write_text(f'[server]\nurl = "{url}"\n[audio]\nbackend = "file"\ninput_file = "in.wav"\n'
+                    f'output_file = "out.wav"\n{wake}{extra}')
+    return path

@@ -10,6 +10,7 @@ import pytest
 from agent.audio.wavfile import read_wav
 from agent.demo import user_audio, write_wav
 from agent.devserver import DevServer
+from harness import file_config
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-mira-cli-test"
@@ -26,9 +27,7 @@ def test_run_on_the_file_backend_exits_when_done(tmp_path):
     """`run --config F --exit-when-done --trigger-on-start` holds a conversation with no hardware."""
     write_wav(tmp_path / "in.wav", user_audio([(0.3, "Hello.")], trailing_s=3.0))
     with DevServer(api_key=KEY) as server:
-        (tmp_path / "agent.toml").write_text(
-            f'[server]\nurl = "{server.url}"\n[audio]\nbackend = "file"\ninput_file = "in.wav"\n'
-            f'output_file = "out.wav"\n[wake]\nengine = "none"\n')
+        file_config(tmp_path, server.url)
         r = _run(["run", "--config", str(tmp_path / "agent.toml"), "--exit-when-done", "--trigger-on-start"],
                  env={"MIRA_API_KEY": KEY})
         assert r.returncode == 0, r.stderr

@@ -28,6 +28,7 @@ from agent.devserver import DevServer
 from agent.service.logs import setup_logging
 from agent.service.notify import Notifier, Watchdog
 from agent.state import State
+from harness import file_config
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-mira-daemon-service-test"
@@ -128,13 +129,6 @@ class Daemon:
             self.proc.kill()
         self.proc.wait(5)
         self._err.close()
-
-
-def file_config(folder: Path, url: str, extra: str = "", wake: str = '[wake]\nengine = "none"\n') -> Path:
-    path = folder / "agent.toml"
-    path.write_text(f'[server]\nurl = "{url}"\n[audio]\nbackend = "file"\ninput_file = "in.wav"\n'
-                    f'output_file = "out.wav"\n{wake}{extra}')
-    return path
 
 
 def states_of(status_lines: list[tuple[float, str]]) -> list[str]:

@@ -13,6 +13,7 @@ from agent.audio.base import SAMPLE_RATE
 from agent.audio.wavfile import read_wav
 from agent.demo import user_audio, write_wav
 from agent.devserver import DevServer
+from harness import file_config
 
 pytestmark = pytest.mark.slow
 
@@ -24,9 +25,7 @@ def test_sigterm_while_speaking_closes_with_1000_and_exits_0_within_2s(tmp_path)
     """A long reply is playing; SIGTERM: the server records close 1000, playback stops, exit 0 in <= 2 s."""
     write_wav(tmp_path / "in.wav", user_audio([(0.3, "Tell me a story.")], trailing_s=20.0))
     with DevServer(api_key=KEY) as server:
-        (tmp_path / "agent.toml").write_text(
-            f'[server]\nurl = "{server.url}"\n[audio]\nbackend = "file"\ninput_file = "in.wav"\n'
-            f'output_file = "out.wav"\n[wake]\nengine = "none"\n')
+        file_config(tmp_path, server.url)
         proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config",
                                  str(tmp_path / "agent.toml"), "--trigger-on-start"],
                                 cwd=ROOT, env={**os.environ, "MIRA_API_KEY": KEY},
