@@ -75,6 +75,7 @@ class Conversation:
                  detector=None, lights=None, toolbox=None, timers=None, earcons: dict | None = None,
                  echo=None, voice=None,
                  watchdog=None, on_state: Callable[[State, str], None] | None = None,
+                 on_event: Callable[[str, dict], None] | None = None,
                  trigger_on_start: bool = False,
                  connect: Callable[..., RealtimeConnection] = RealtimeConnection,
                  clock: Callable[[], float] = time.monotonic, backoff: Backoff | None = None):
@@ -93,6 +94,7 @@ class Conversation:
         self.earcons = earcons or {}
         self._watchdog = watchdog
         self._on_state = on_state
+        self._on_event = on_event  # named events for hooks: see _tell
         self._connect = connect
         self._clock = clock
         self._q: queue.SimpleQueue = queue.SimpleQueue()
@@ -162,6 +164,10 @@ class Conversation:
             return  # the release that ends a long press: the long press already acted
         self._q.put(("button", str(getattr(action, "value", action))))
 
+    def call_soon(self, fn: Callable[[], Any]) -> None:
+        """Run fn on the conversation thread, between two messages (e.g. a volume knob turned)."""
+        self._q.put(("call", fn))
+
     def trigger(self, source: str) -> None:
         self._q.put(("trigger", source))
 
@@ -182,7 +188,7 @@ class Conversation:
                     "reload": self._on_reload, "mute": self._on_mute,
                     "end_after_reply": self._on_end_after_reply,
                     "timer_ring": self._on_timer_ring, "timer_quiet": self._on_timer_quiet,
-                    "device": self._on_device}
+                    "device": self._on_device, "call": lambda fn: fn()}
         try:
             while not self._stopping:
                 try:
@@ -217,6 +223,14 @@ class Conversation:
             self.lights.show(state)
         if self._on_state is not None:
             self._on_state(state, reason)
+        if state is State.ERROR:
+            self._tell("error", message=reason)
+
+    def _tell(self, event: str, /, **details: Any) -> None:
+        """A named event for observers (hooks): wake_word {model, score}, session_opened {host},
+        session_closed {reason, summary}, tool_called {name, ok}, error {message}."""
+        if self._on_event is not None:
+            self._on_event(event, details)
 
     def _earcon(self, name: str | None) -> None:
         sound = self.earcons.get(name) if name else None
@@ -254,6 +268,7 @@ class Conversation:
         if hit is None:
             return
         log.info("wake word %s heard (score %.2f)", hit.model, hit.score)
+        self._tell("wake_word", model=hit.model, score=round(float(hit.score), 3))
         self.last_detection = hit
         wake = self.config.settings.wake
         if wake.send_wake_word:
@@ -410,7 +425,9 @@ class Conversation:
             self.conn.close(1000)
             self.conn = None
         if self.ledger is not None:
-            log.info("session closed (%s): %s", reason, self.ledger.summary(self._clock()))
+            summary = self.ledger.summary(self._clock())
+            log.info("session closed (%s): %s", reason, summary)
+            self._tell("session_closed", reason=reason, summary=summary)
             self.ledger = None
         self._pending.clear()
         self.history.clear()
@@ -445,6 +462,8 @@ class Conversation:
         self._connect_deadline = None
         log.info("session open with %s%s", self.conn.host,
                  f" (resumed, {len(self.history.turns)} turns replayed)" if resumed else "")
+        if not resumed:
+            self._tell("session_opened", host=self.conn.host)
         self._unheard.clear()
         self._user_speaking = False  # the new session's VAD starts afresh
         if resumed and self._resume_follow_up and not self._answer_owed:
@@ -645,6 +664,8 @@ class Conversation:
     def _on_tools_done(self, conn: RealtimeConnection | None, number: int,
                        outcomes: list[ToolOutcome]) -> None:
         self._tools_running -= 1
+        for o in outcomes:
+            self._tell("tool_called", name=o.name, ok=o.ok)
         if number != self._conversation_no:
             return  # the session ended while the tool ran
         if self.conn is None or self.ledger is None or self.ledger.ready_at is None:
