@@ -20,6 +20,7 @@ import soxr
 
 from agent.audio.base import FRAME_SAMPLES, SAMPLE_RATE
 from agent.errors import MiraAgentError
+from agent.wake.gate import VoiceGate
 
 ENGINE_RATE = 16000
 # soxr's streaming output is delay-compensated: 16 kHz sample n lines up with 24 kHz sample 1.5 n.
@@ -61,8 +62,10 @@ class WakeDetector(ABC):
     #: Engine name, as in the config (openwakeword, porcupine).
     engine: str = ""
 
-    def __init__(self, *, step_samples: int, refractory_s: float, resample_quality: str = "LQ"):
+    def __init__(self, *, step_samples: int, refractory_s: float, resample_quality: str = "LQ",
+                 gate: VoiceGate | None = None):
         self._step = step_samples
+        self._gate = gate
         self._refractory = round(refractory_s * SAMPLE_RATE)
         self._quality = resample_quality
         self._resampler = self._new_resampler()
@@ -72,7 +75,7 @@ class WakeDetector(ABC):
         self._frames = 0           # frames fed since open
         self._samples = 0          # 24 kHz samples fed since open
         self._origin = 0           # 24 kHz position where the current 16 kHz stream began (reset)
-        self._consumed16 = 0       # 16 kHz samples the engine has processed since the origin
+        self._steps = 0            # engine steps cut from the stream since the origin
         self._quiet_until = -1     # 24 kHz position before which detections are suppressed
         self._lock = threading.Lock()
         self._closed = False
@@ -103,6 +106,11 @@ class WakeDetector(ABC):
         return self._closed
 
     @property
+    def gated(self) -> bool:
+        """Whether a voice-activity gate decides when the engine runs (agent.wake.gate)."""
+        return self._gate is not None
+
+    @property
     def samples_fed(self) -> int:
         """24 kHz samples fed to process() since open (the scale of Detection.sample_offset)."""
         return self._samples
@@ -128,20 +136,29 @@ class WakeDetector(ABC):
                     self._pending[self._npending:self._npending + n] = out
                 self._npending += n
             while self._npending >= self._step:
-                found = self._step_engine(self._pending[:self._step])
-                self._consumed16 += self._step
+                step = self._pending[:self._step]
+                index = self._steps
+                self._steps += 1
+                if self._gate is None:
+                    found = self._step_engine(step)
+                    if found is not None and hit is None:
+                        hit = self._fire(index, *found)
+                else:
+                    for i, pcm, counts in self._gate.admit(index, step):
+                        found = self._step_engine(pcm)
+                        if found is not None and counts and hit is None:
+                            hit = self._fire(i, *found)
                 rest = self._npending - self._step
                 self._pending[:rest] = self._pending[self._step:self._npending]
                 self._npending = rest
-                if found is not None and hit is None:
-                    hit = self._fire(*found)
             return hit
 
     def _new_resampler(self) -> soxr.ResampleStream:
         return soxr.ResampleStream(SAMPLE_RATE, ENGINE_RATE, 1, dtype="float32", quality=self._quality)
 
-    def _fire(self, name: str, score: float) -> Detection | None:
-        offset = self._origin + (self._consumed16 * _RATIO_NUM) // _RATIO_DEN
+    def _fire(self, index: int, name: str, score: float) -> Detection | None:
+        """A Detection for the engine firing on step `index`, unless within the refractory period."""
+        offset = self._origin + ((index + 1) * self._step * _RATIO_NUM) // _RATIO_DEN
         if offset < self._quiet_until:
             return None
         self._quiet_until = offset + self._refractory
@@ -156,9 +173,11 @@ class WakeDetector(ABC):
             self._resampler = self._new_resampler()
             self._npending = 0
             self._origin = self._samples
-            self._consumed16 = 0
+            self._steps = 0
             self._quiet_until = -1
             self._reset_engine()
+            if self._gate is not None:
+                self._gate.reset()
 
     def close(self) -> None:
         """Release the engine; safe to call twice. process() returns None afterwards."""

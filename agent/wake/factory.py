@@ -26,7 +26,8 @@ def _open_engine(engine: str, settings: WakeSettings, find_secret: Callable, bas
         model = settings.model if settings.model in BUILTIN_MODELS else _path(settings.model, base_dir)
         return OpenWakeWordDetector(model, threshold=settings.threshold,
                                     trigger_level=settings.trigger_level,
-                                    refractory_s=settings.refractory_s)
+                                    refractory_s=settings.refractory_s,
+                                    vad_gate=settings.vad_gate)
     if engine == "porcupine":
         from agent.wake.porcupine import PorcupineDetector
         p = settings.porcupine

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from agent.wake import tflite
 from agent.wake.detector import WakeDetector, WakeEngineError
+from agent.wake.gate import VoiceGate, load_vad
 from agent.wake.settings import OPENWAKEWORD_MODELS
 
 log = logging.getLogger(__name__)
@@ -20,6 +22,9 @@ STEP_SAMPLES = 1280  # 80 ms at 16 kHz: one melspectrogram window, one embedding
 _PRIME_SAMPLES = 38 * 1280  # about 3 s, whole 80 ms steps: the same step phase as the 8 s fill
 _MEL_SHAPE = (1, 1760)
 _EMB_SHAPE = (1, 76, 32, 1)
+# Steps of audio behind one embedding: 76 mel frames at 8 a step span 10 steps, and each step's
+# mel frames are computed on the step before it and the first 480 samples of its own.
+_FEATURE_CONTEXT_STEPS = 10
 
 
 def _check_model_file(path: Path) -> None:
@@ -33,45 +38,94 @@ def _check_model_file(path: Path) -> None:
         raise WakeEngineError(f"wake-word model {path} is not a TFLite (.tflite) model")
 
 
+def model_name(model: str | Path) -> str:
+    """The name a model is reported by: the built-in name, or the .tflite file's stem."""
+    return str(model) if str(model) in BUILTIN_MODELS else Path(model).stem
+
+
+class _Word:
+    """One wake-word model on the shared features: its threshold and its run of windows over it."""
+
+    def __init__(self, model: str | Path, threshold: float, classes) -> None:
+        Model, OpenWakeWord = classes
+        if str(model) in BUILTIN_MODELS:
+            self.ww = OpenWakeWord.from_builtin(Model(str(model)))
+        else:
+            path = Path(model)
+            _check_model_file(path)
+            self.ww = OpenWakeWord.from_model(path)
+        self.name = model_name(model)
+        self.threshold = threshold
+        self.run = 0
+
+    def window(self) -> np.ndarray:
+        """The embeddings the model scored last (input_windows x 96): what a verifier looks at."""
+        return self.ww.embeddings[-self.ww.input_windows:]
+
+
 class OpenWakeWordDetector(WakeDetector):
-    """openWakeWord: fires when `trigger_level` consecutive 80 ms windows score over `threshold`."""
+    """openWakeWord: fires when `trigger_level` consecutive 80 ms windows score over a threshold.
+
+    `model` is one model (a built-in name or a .tflite path) or several, each a model or a
+    (model, threshold) pair; a model without its own threshold uses `threshold`. The models share
+    one feature front end (melspectrogram and embedding, about 90 % of the cost), so a second
+    wake word costs only its small classifier. vad_gate puts agent.wake.gate in front of the
+    models; a `verifier` (agent.wake.verifier.Verifier) is asked when its model fires.
+    """
 
     engine = "openwakeword"
 
-    def __init__(self, model: str | Path = "hey_jarvis", *, threshold: float = 0.5,
-                 trigger_level: int = 1, refractory_s: float = 2.0):
+    def __init__(self, model: str | Path | Sequence = "hey_jarvis", *, threshold: float = 0.5,
+                 trigger_level: int = 1, refractory_s: float = 2.0, vad_gate: bool = False,
+                 verifier=None):
         try:
             from pyopen_wakeword import Model, OpenWakeWord, OpenWakeWordFeatures
         except ImportError as e:  # no wheel for this platform (e.g. armv7l) or not installed
             raise WakeEngineError(f"pyopen-wakeword cannot be loaded ({e}); "
                                   f"install it with pip install 'mira-agent[wake]'") from None
-        super().__init__(step_samples=STEP_SAMPLES, refractory_s=refractory_s)
-        self.threshold = threshold
+        wanted = [model] if isinstance(model, (str, Path)) else list(model)
+        if not wanted:
+            raise WakeEngineError("no wake-word model to listen for (wake.models is empty)")
+        pairs = [m if isinstance(m, tuple) else (m, threshold) for m in wanted]
         self.trigger_level = trigger_level
-        self._run = 0
         self._delegates: list[int] = []
-        if str(model) in BUILTIN_MODELS:
-            self.model = str(model)
-            self._ww = OpenWakeWord.from_builtin(Model(self.model))
-        else:
-            path = Path(model)
-            _check_model_file(path)
-            self.model = path.stem
-            self._ww = OpenWakeWord.from_model(path)
-        self._features = OpenWakeWordFeatures.from_builtin()
+        self._words: list[_Word] = []
+        self._features = None
+        try:
+            for m, t in pairs:
+                self._words.append(_Word(m, t, (Model, OpenWakeWord)))
+            self._features = OpenWakeWordFeatures.from_builtin()
+        except BaseException:
+            self._close_engine()
+            raise
+        self.models = [w.name for w in self._words]
+        """The names of the models listened for, in the configured order."""
+        self.model = self.models[0]
+        self.threshold = self._words[0].threshold
+        self.verifier = verifier
+        context = _FEATURE_CONTEXT_STEPS + max(w.ww.input_windows for w in self._words)
+        gate = None
+        if vad_gate:
+            vad = load_vad()
+            if vad is None:
+                log.warning("wake.vad_gate is on but webrtcvad is not installed (pip install "
+                            "'mira-agent[wake]'): the wake model runs on every frame")
+            else:
+                gate = VoiceGate(vad, step_samples=STEP_SAMPLES, context_steps=context)
+        super().__init__(step_samples=STEP_SAMPLES, refractory_s=refractory_s, gate=gate)
         fast = [tflite.speed_up(self._features, ("mel_model", "mel_interpreter", "mel_input_tensor",
                                                  "mel_output_tensor"), _MEL_SHAPE, self._delegates),
                 tflite.speed_up(self._features, ("emb_model", "emb_interpreter", "emb_input_tensor",
-                                                 "emb_output_tensor"), _EMB_SHAPE, self._delegates),
-                tflite.speed_up(self._ww, ("model", "interpreter", "input_tensor", "output_tensor"),
-                                None, self._delegates)]
+                                                 "emb_output_tensor"), _EMB_SHAPE, self._delegates)]
+        fast += [tflite.speed_up(w.ww, ("model", "interpreter", "input_tensor", "output_tensor"),
+                                 None, self._delegates) for w in self._words]
         if not all(fast):
             log.debug("openwakeword runs on TFLite's default interpreters (slower)")
         self._prime()
 
     @property
     def name(self) -> str:
-        return f"openwakeword {self.model}"
+        return f"openwakeword {', '.join(self.models)}"
 
     def _prime(self) -> None:
         # The library fills its history with silence on the first chunk (dozens of inference steps):
@@ -79,27 +133,38 @@ class OpenWakeWordDetector(WakeDetector):
         if isinstance(getattr(self._features, "new_audio_samples", None), int):
             self._features.new_audio_samples = min(self._features.new_audio_samples, _PRIME_SAMPLES)
         self._step_engine(np.zeros(STEP_SAMPLES, np.int16))
-        self._run = 0
+        for word in self._words:
+            word.run = 0
 
     def _step_engine(self, pcm16k: np.ndarray) -> tuple[str, float] | None:
         hit = None
         for embedding in self._features.process_streaming(pcm16k.tobytes()):
-            for score in self._ww.process_streaming(embedding):
-                if score > self.threshold:
-                    self._run += 1
-                    if self._run >= self.trigger_level and hit is None:
-                        hit = (self.model, score)
-                        self._run = 0
-                else:
-                    self._run = 0
+            for word in self._words:
+                for score in word.ww.process_streaming(embedding):
+                    if score <= word.threshold:
+                        word.run = 0
+                        continue
+                    word.run += 1
+                    if word.run >= self.trigger_level:
+                        word.run = 0
+                        if self._verified(word) and (hit is None or score > hit[1]):
+                            hit = (word.name, score)
         return hit
+
+    def _verified(self, word: _Word) -> bool:
+        # the verifier runs only when a model fires: the idle cost does not grow with it
+        return self.verifier is None or self.verifier.accepts(word.name, word.window())
 
     def _reset_engine(self) -> None:
         self._features.reset()
-        self._ww.reset()
+        for word in self._words:
+            word.ww.reset()
         self._prime()
 
     def _close_engine(self) -> None:
-        self._features.close()
-        self._ww.close()
-        tflite.free_delegates(self._ww.lib, self._delegates)
+        if self._features is not None:
+            self._features.close()
+        for word in self._words:
+            word.ww.close()
+        if self._delegates:
+            tflite.free_delegates(self._words[0].ww.lib, self._delegates)

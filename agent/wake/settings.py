@@ -49,6 +49,9 @@ class WakeSettings(Section):
     """Consecutive windows over the threshold needed to trigger."""
     refractory_s: float = Field(2.0, ge=0, le=30)
     """After a detection, ignore the wake word for this long."""
+    vad_gate: bool = True
+    """Run the wake model only while webrtcvad hears a voice (and replay what it skipped when one
+    starts): the same detections at a fraction of the idle CPU. false: the model hears every frame."""
     send_wake_word: bool = False
     """Send the wake word itself to the server (default: only what follows it)."""
     lookback_ms: int = Field(300, ge=0, le=1000)
