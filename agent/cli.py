@@ -16,26 +16,58 @@ def _setup_logging(level: str) -> None:
     setup_logging(level)
 
 
+def _common() -> argparse.ArgumentParser:
+    """Options every command takes, before or after the command's name."""
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: an option given after the command must not be reset by the command's own default.
+    common.add_argument("--log-level", choices=LEVELS, default=argparse.SUPPRESS,
+                        help="log verbosity (default: the config's daemon.log_level, else info)")
+    return common
+
+
+def add_devserver_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The devserver's options. Defined here, not in agent.devserver (whose package needs the
+    devserver extra), so that `mira-agent devserver --help` lists them on any install."""
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (loopback unless --allow-remote)")
+    p.add_argument("--port", type=int, default=8765, help="TCP port (0: a free one)")
+    p.add_argument("--api-key-file", default="",
+                   help="file (mode 0600) holding the one key to accept; default: any key")
+    p.add_argument("--script", default="", help="TOML script of phrases and replies (default: built in)")
+    p.add_argument("--speed", type=float, default=10.0,
+                   help="send reply audio this many times faster than real time (0: no pauses)")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow binding a non-loopback address (the dev server has no real security)")
+    return p
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mira-agent", description="Voice assistant daemon for a "
-                                "Raspberry Pi smart speaker, speaking Mira Realtime.")
-    p.add_argument("--log-level", choices=LEVELS, default=None, help="log verbosity (default: the "
-                   "config's daemon.log_level, else info)")
+    common = _common()
+    p = argparse.ArgumentParser(prog="mira-agent", parents=[common],
+                                description="Voice assistant daemon for a Raspberry Pi smart speaker, "
+                                "speaking Mira Realtime.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    run = sub.add_parser("run", help="run the daemon")
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, description=text, parents=[common])
+
+    run = command("run", "run the daemon")
     run.add_argument("--config", "-c", default="/etc/mira-agent/agent.toml", help="config file (TOML)")
     run.add_argument("--exit-when-done", action="store_true", default=None,
                      help="exit once the input is consumed and the conversation has finished")
     run.add_argument("--trigger-on-start", action="store_true",
                      help="start a conversation at once, as if the wake word had been heard")
-    demo = sub.add_parser("demo", help="a whole spoken conversation against a local Mira server")
+    demo = command("demo", "a whole spoken conversation against a local Mira server")
     demo.add_argument("--dir", default=".demo", help="where the demo's audio files go")
-    dev = sub.add_parser("devserver", help="a local Mira-compatible server for trying the device")
-    dev.add_argument("args", nargs=argparse.REMAINDER, help="options of the devserver (--help)")
-    dv = sub.add_parser("devices", help="list audio devices and mark the ones the config picks")
+    add_devserver_options(command("devserver", "a local Mira-compatible server for trying the device "
+                                  "(needs the devserver extra)"))
+    dv = command("devices", "list audio devices and mark the ones the config picks")
     dv.add_argument("--config", "-c", default=None, help="config file (TOML)")
-    ck = sub.add_parser("check", help="check config, key, audio, wake word, GPIO and server")
+    ck = command("check", "check config, key, audio, wake word, GPIO, tools and server")
     ck.add_argument("--config", "-c", default="/etc/mira-agent/agent.toml", help="config file (TOML)")
+    ck.add_argument("--offline", action="store_true",
+                    help="check everything but the server (no connection, no online key check)")
+    ck.add_argument("--unit", default=None, help="check tools against this systemd unit's sandbox "
+                    "(default: the installed mira-agent.service, if any)")
     return p
 
 
@@ -58,19 +90,22 @@ def _dispatch(args) -> int:
         from agent import demo
         return demo.main(args.dir)
     if args.command == "devserver":
-        from agent.devserver import main as devserver_main
-        return devserver_main(args.args)
+        from agent.extras import require_extra
+        require_extra("devserver", "mira-agent devserver")
+        from agent.devserver.cli import serve
+        return serve(args)
     if args.command == "devices":
         from agent.audio.devices import main as devices_main
         return devices_main(args.config)
     if args.command == "check":
         from agent.service.check import main as check_main
-        return check_main(args.config)
+        return check_main(args.config, offline=args.offline, unit=args.unit)
     raise AssertionError(args.command)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.log_level = getattr(args, "log_level", None)
     _setup_logging(args.log_level or _level_from_config(getattr(args, "config", None)))
     try:
         return _dispatch(args) or 0

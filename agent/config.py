@@ -138,7 +138,8 @@ def parse(data: dict, path: Path | None = None) -> Config:
     except ValidationError as e:
         where = f" in {path}" if path else ""
         problems = "; ".join(_describe(err) for err in e.errors())
-        raise ConfigError(f"config error{where}: {problems}") from None
+        raise ConfigError(f"config error{where}: {problems}",
+                          keys=tuple(dict.fromkeys(_key_path(err["loc"]) for err in e.errors()))) from None
     return Config(settings, path)
 
 

@@ -10,6 +10,11 @@ class MiraAgentError(Exception):
 class ConfigError(MiraAgentError):
     """The configuration is missing, unreadable or invalid; names the key and the fix."""
 
+    def __init__(self, message: str, *, keys: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.keys = keys
+        """The config keys at fault (e.g. "session.voice"), when known."""
+
 
 class SecretError(ConfigError):
     """A secret (API key, access key, token) is missing or stored unsafely."""

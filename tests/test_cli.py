@@ -5,8 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from agent.audio.base import SAMPLE_RATE
 from agent.audio.wavfile import read_wav
 from agent.demo import user_audio, write_wav
 from agent.devserver import DevServer
@@ -50,3 +52,67 @@ def test_missing_api_key_is_a_config_error(tmp_path):
 def test_missing_config_file_exits_78(tmp_path):
     r = _run(["run", "--config", str(tmp_path / "nope.toml")])
     assert r.returncode == 78 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_global_options_work_before_and_after_the_command(tmp_path):
+    """--log-level before or after the command name: both accepted, and debug really logs at debug."""
+    before = _run(["--log-level", "debug", "check", "--config", str(tmp_path / "nope.toml"), "--offline"])
+    after = _run(["check", "--config", str(tmp_path / "nope.toml"), "--offline", "--log-level", "debug"])
+    assert before.returncode == after.returncode == 78, before.stderr + after.stderr
+    assert "unrecognized" not in before.stderr + after.stderr
+
+
+def test_run_takes_log_level_as_the_error_messages_say(tmp_path):
+    """`run --log-level warning` is accepted (errors tell users to pass --log-level to run) and
+    applied: the INFO lines a default run prints are gone."""
+    write_wav(tmp_path / "in.wav", np.zeros(SAMPLE_RATE // 2, np.int16))
+    file_config(tmp_path, "ws://127.0.0.1:9/v1/realtime")
+    args = ["run", "--config", str(tmp_path / "agent.toml"), "--exit-when-done"]
+    default = _run(args, env={"MIRA_API_KEY": KEY})
+    quiet = _run(args + ["--log-level", "warning"], env={"MIRA_API_KEY": KEY})
+    assert " INFO " in default.stderr and quiet.returncode == default.returncode
+    assert " INFO " not in quiet.stderr and "unrecognized" not in quiet.stderr, quiet.stderr
+
+
+def test_devserver_help_lists_its_options():
+    """`mira-agent devserver --help` shows --host, --port and the rest."""
+    r = _run(["devserver", "--help"])
+    assert r.returncode == 0
+    for option in ("--host", "--port", "--api-key-file", "--script", "--speed", "--allow-remote"):
+        assert option in r.stdout
+
+
+def test_devserver_runs_with_the_readmes_options(tmp_path):
+    """The README's `mira-agent devserver --host 127.0.0.1 --port P` listens there until SIGTERM."""
+    import signal
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "devserver", "--host", "127.0.0.1",
+                             "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()  # printed once listening
+        assert f"ws://127.0.0.1:{port}/v1/realtime" in line, line + proc.stderr.read()
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(15)
+    assert code == 0
+
+
+@pytest.mark.parametrize("command", [["demo", "--dir", "{tmp}"], ["devserver", "--port", "0"]])
+def test_demo_and_devserver_without_their_extra_say_what_to_install(tmp_path, command):
+    """On a speaker installed with only the device extra (no websockets), one sentence names the pip
+    command; no traceback, no 'please report it'."""
+    (tmp_path / "sitecustomize.py").write_text('import sys\nsys.modules["websockets"] = None\n')
+    r = _run([c.replace("{tmp}", str(tmp_path / "demo")) for c in command],
+             env={"PYTHONPATH": str(tmp_path)})
+    assert r.returncode == 1, r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert "needs the devserver extra" in line and "pip install" in line and "websockets>=" in line
+    assert "report" not in line and "Traceback" not in r.stderr

@@ -404,7 +404,7 @@ def _cli(*args: str, env: dict[str, str] | None = None,
                           timeout=60, cwd=ROOT, env=full)
 
 
-ROWS = ("config", "API key", "microphone", "speaker", "wake word", "GPIO", "server")
+ROWS = ("config", "API key", "microphone", "speaker", "wake word", "GPIO", "trigger", "server")
 
 
 def _row(out: str, name: str) -> str:
@@ -414,7 +414,7 @@ def _row(out: str, name: str) -> str:
 
 @pytest.mark.slow
 def test_check_prints_every_row_and_passes_on_a_good_config(tmp_path):
-    """`mira-agent check`: one row per part, the devserver reachable, exit 0, the key never shown."""
+    """`mira-agent check`: one row per part, a real session with the devserver, exit 0, the key never shown."""
     write_wav(tmp_path / "in.wav", np.zeros(FRAME_SAMPLES, np.int16))
     with DevServer(api_key=KEY) as server:
         config = file_config(tmp_path, server.url,
@@ -424,7 +424,8 @@ def test_check_prints_every_row_and_passes_on_a_good_config(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     for name in ROWS:
         assert _row(r.stdout, name)
-    assert _row(r.stdout, "server").split()[0] == "ok" and "reachable" in _row(r.stdout, "server")
+    assert _row(r.stdout, "server").split()[0] == "ok" and "a session opened and closed" in _row(r.stdout, "server")
+    assert len(server.sessions) == 1
     assert _row(r.stdout, "wake word").split()[0] == "ok" and "hey_jarvis" in _row(r.stdout, "wake word")
     assert _row(r.stdout, "API key").split()[0] == "ok"
     assert r.stdout.rstrip().endswith("all good.")
@@ -433,7 +434,7 @@ def test_check_prints_every_row_and_passes_on_a_good_config(tmp_path):
 
 @pytest.mark.slow
 def test_check_without_a_key_fails_with_the_fix(tmp_path):
-    """No key anywhere: the API key row fails with how to store it; exit status non-zero."""
+    """No key anywhere: the API key row fails with how to store it, no session is tried; exit non-zero."""
     write_wav(tmp_path / "in.wav", np.zeros(FRAME_SAMPLES, np.int16))
     with DevServer(api_key=KEY) as server:
         config = file_config(tmp_path, server.url)
@@ -443,8 +444,8 @@ def test_check_without_a_key_fails_with_the_fix(tmp_path):
     assert line.split()[0] == "FAIL" and "no API key" in line
     fix = r.stdout.splitlines()[r.stdout.splitlines().index(line) + 1]
     assert fix.strip().startswith("fix: ") and "--key-stdin" in fix
-    assert _row(r.stdout, "server").split()[0] == "ok"
-    assert "1 problem found." in r.stdout and "Traceback" not in r.stdout + r.stderr
+    assert _row(r.stdout, "server").split()[0] == "-" and server.sessions == []
+    assert "2 problems found." in r.stdout  # the key, and the trigger (no wake word, no button) and "Traceback" not in r.stdout + r.stderr
 
 
 def test_devices_on_this_machine_prints_a_table_or_a_sentence_and_exits_0():

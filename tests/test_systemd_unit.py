@@ -12,6 +12,7 @@ import pytest
 
 from agent.config import parse
 from agent.errors import EX_CONFIG
+from agent.service.sandbox import unit_entries
 
 REPO = Path(__file__).resolve().parent.parent
 UNIT = REPO / "systemd" / "mira-agent.service"
@@ -22,23 +23,8 @@ pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
                                 reason="systemd-analyze is not installed")
 
 
-def entries(text: str) -> list[tuple[str, str, str]]:
-    """(section, key, value) for every assignment; systemd allows repeated keys."""
-    out, section = [], ""
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        if line.startswith("["):
-            section = line.strip("[]")
-            continue
-        key, _, value = line.partition("=")
-        out.append((section, key.strip(), value.strip()))
-    return out
-
-
 def values(key: str) -> list[str]:
-    return [v for _, k, v in entries(UNIT.read_text()) if k == key]
+    return [v for _, k, v in unit_entries(UNIT.read_text()) if k == key]
 
 
 def value(key: str) -> str:
@@ -117,7 +103,7 @@ def test_devices_are_closed_except_sound_gpio_and_spi():
     assert value("DevicePolicy") == "closed"
     allowed = {v.split()[0] for v in values("DeviceAllow")}
     assert allowed == {"char-alsa", "char-gpiochip", "char-spi"}
-    assert "PrivateDevices" not in {k for _, k, _ in entries(UNIT.read_text())}
+    assert "PrivateDevices" not in {k for _, k, _ in unit_entries(UNIT.read_text())}
 
 
 def test_keys_come_as_credentials_never_in_the_unit():

@@ -8,38 +8,19 @@ a device loss needs. `ALSA_CONFIG_PATH` must be set before the first use (tests 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import sys
 import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Literal
 
 from agent.errors import AudioDeviceError
+from agent.service.logs import native_chatter_hidden
 
 log = logging.getLogger(__name__)
 
 Kind = Literal["input", "output"]
-
-
-@contextlib.contextmanager
-def _native_stderr_silenced():
-    """ALSA and JACK print dozens of probe messages to fd 2 while PortAudio scans devices.
-
-    They are noise to a person reading the journal or `mira-agent devices`; errors that matter
-    surface as PortAudio errors, which are reported in one sentence. Only the scan is silenced.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def _pyaudio():
@@ -77,7 +58,7 @@ class PortAudioHost:
     def _get(self):
         if self._pa is None:
             os.environ.setdefault("JACK_NO_START_SERVER", "1")  # PortAudio probes JACK: no jackd
-            with _native_stderr_silenced():
+            with native_chatter_hidden():  # ALSA and JACK probe messages
                 self._pa = _pyaudio().PyAudio()
         return self._pa
 

@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 
+from agent.cli import add_devserver_options
 from agent.errors import EX_CONFIG, ConfigError
 from agent.secrets import find_secret
 
@@ -16,15 +17,7 @@ from agent.secrets import find_secret
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mira-agent devserver",
                                 description="A local Mira-compatible realtime server (no key, no network).")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (loopback unless --allow-remote)")
-    p.add_argument("--port", type=int, default=8765, help="TCP port (0: a free one)")
-    p.add_argument("--api-key-file", default="",
-                   help="file (mode 0600) holding the one key to accept; default: any key")
-    p.add_argument("--script", default="", help="TOML script of phrases and replies (default: built in)")
-    p.add_argument("--speed", type=float, default=10.0,
-                   help="send reply audio this many times faster than real time (0: no pauses)")
-    p.add_argument("--allow-remote", action="store_true",
-                   help="allow binding a non-loopback address (the dev server has no real security)")
+    add_devserver_options(p)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
 
@@ -33,6 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     """Parse argv (without the program and subcommand), serve until a signal; an exit status."""
     args = parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    return serve(args)
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Serve with the options of agent.cli.add_devserver_options until SIGINT or SIGTERM."""
     from agent.devserver.script import Script
     from agent.devserver.server import DevServer
     try:

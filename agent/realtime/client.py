@@ -79,29 +79,44 @@ class BadFrame:
 Posted = events.ServerEvent | Closed | BadFrame
 
 
-def _handshake_failure(e: Exception, host: str) -> ConnectionFailed:
-    """A connect-time exception as a ConnectionFailed whose message a person can act on."""
+def _handshake_failure(e: Exception, host: str, timeout_s: float | None = None) -> ConnectionFailed:
+    """A connect-time exception as a ConnectionFailed whose message a person can act on.
+
+    Each message is "what failed; what to check" (`mira-agent check` shows the two parts on two
+    lines), names the setting or command that fixes it, and never a class name.
+    """
+    within = f" within {timeout_s:g} s" if timeout_s else " in time"
     if isinstance(e, websocket.WebSocketBadStatusException):
         code = e.status_code
         if code in (401, 403):
             return ConnectionFailed(f"{host} refused the API key (HTTP {code}); check the key in "
                                     f"the mira-api-key credential, server.api_key_file or MIRA_API_KEY",
                                     status=code)
-        return ConnectionFailed(f"{host} answered the WebSocket upgrade with HTTP {code}", status=code)
+        return ConnectionFailed(f"{host} answered the WebSocket upgrade with HTTP {code}; check "
+                                f"[server] url", status=code)
+    if isinstance(e, websocket.WebSocketAddressException):  # wraps the resolver's gaierror
+        e = e.args[0] if e.args and isinstance(e.args[0], OSError) else socket.gaierror()
     if isinstance(e, socket.gaierror):
-        return ConnectionFailed(f"cannot resolve {host} (DNS); check the network and server.url")
+        return ConnectionFailed(f"cannot resolve {host} (DNS); check the network connection and "
+                                f"the host in [server] url")
     if isinstance(e, ssl.SSLCertVerificationError):
         return ConnectionFailed(f"TLS certificate of {host} is not trusted ({e.verify_message}); "
-                                f"check the system clock and CA certificates")
+                                f"check the system clock (timedatectl) and the CA certificates")
     if isinstance(e, ssl.SSLError):
-        return ConnectionFailed(f"TLS handshake with {host} failed ({e.reason or 'ssl error'})")
+        return ConnectionFailed(f"TLS handshake with {host} failed ({e.reason or e.strerror or 'no reason'}); "
+                                f"check that [server] url is the wss:// endpoint")
     if isinstance(e, ConnectionRefusedError):
-        return ConnectionFailed(f"{host} refused the connection; is the server up and server.url right?")
+        return ConnectionFailed(f"{host} refused the connection; is the server up and [server] url right?")
     if isinstance(e, (socket.timeout, websocket.WebSocketTimeoutException, TimeoutError)):
-        return ConnectionFailed(f"{host} did not answer in time")
+        stage = "TLS handshake" if "handshake operation" in str(e) else "handshake"
+        return ConnectionFailed(f"{host} did not answer the {stage}{within}; check the network "
+                                f"connection and [server] url")
     if isinstance(e, OSError):
-        return ConnectionFailed(f"network error talking to {host}: {e.strerror or type(e).__name__}")
-    return ConnectionFailed(f"connection to {host} failed: {type(e).__name__}")
+        return ConnectionFailed(f"network error talking to {host}: {e.strerror or e}; check the "
+                                f"network connection")
+    if isinstance(e, websocket.WebSocketException):
+        return ConnectionFailed(f"{host} broke off the WebSocket handshake ({e}); check [server] url")
+    return ConnectionFailed(f"connection to {host} failed: {e or type(e).__name__}")
 
 
 class RealtimeConnection:
@@ -192,7 +207,7 @@ class RealtimeConnection:
             ws.connect(s.url, subprotocols=[SUBPROTOCOL, KEY_PREFIX + self._key],
                        timeout=s.connect_timeout_s, suppress_origin=True)
         except Exception as e:
-            failure = _handshake_failure(e, self.host)
+            failure = _handshake_failure(e, self.host, s.connect_timeout_s)
             failure.__cause__ = e  # kept for the retry policy (retry.is_refused), never shown
             self._post_end(failure)
             return

@@ -1,28 +1,30 @@
 """`mira-agent check`: one row per part the speaker needs, each failing row with its fix.
 
 Every check is guarded: a part that cannot be checked gives a failing row, never a traceback.
-Secrets are only ever reported as present or missing.
+Secrets are only ever reported as present or missing. The server row opens a real session with
+the key (about a second of billed connection time); `--offline` checks everything else.
 """
 
 from __future__ import annotations
 
 import os
-import socket
-import ssl
+import queue
 import stat
 import sys
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from agent import config as config_mod
-from agent.errors import EX_CONFIG, MiraAgentError
+from agent.errors import EX_CONFIG, ConfigError, MiraAgentError
 from agent.secrets import find_secret
-from agent.service.logs import register_secret
+from agent.service.logs import native_chatter_hidden, register_secret
+from agent.service.sandbox import Sandbox
+from agent.service.tool_check import check_tool, tools_to_check
 
 SERVICE_KEY_FILE = Path("/etc/mira-agent/mira-api-key")  # where install.sh puts the credential
+INSTALLED_EXAMPLE = Path("/etc/mira-agent/agent.toml.example")
 # The fallback rates the audio layer tries after the configured one.
 RATES = {"input": (48000, 44100, 16000), "output": (48000, 44100, 24000, 16000)}
 BUILTIN_WAKE_MODELS = ("alexa", "hey_jarvis", "hey_mycroft", "hey_rhasspy", "okay_nabu")
@@ -43,13 +45,12 @@ class CheckRow:
 
 
 def _guard(name: str, check, *args) -> list[CheckRow]:
+    """The check's rows; an error it raises becomes one failing row (a bug: with how to report it)."""
     try:
         out = check(*args)
-    except MiraAgentError as e:
-        return [CheckRow(name, False, str(e), "see the message above")]
     except Exception as e:  # noqa: BLE001 - one broken check must not hide the others
         return [CheckRow(name, False, f"could not be checked: {type(e).__name__}: {e}",
-                         "run with --log-level debug and report it")]
+                         "this is a bug in mira-agent check: please report it with this line")]
     return out if isinstance(out, list) else [out]
 
 
@@ -60,7 +61,8 @@ def check_key(cfg: config_mod.Config) -> CheckRow:
     try:
         key = cfg.api_key()
     except MiraAgentError as e:
-        return CheckRow("API key", False, str(e), "fix the key file named above")
+        return CheckRow("API key", False, str(e), "store the key with sudo systemd/install.sh "
+                        "--key-stdin < key.txt, or correct [server] api_key_file")
     if key:
         register_secret(key)
         cred = os.environ.get("CREDENTIALS_DIRECTORY")
@@ -111,7 +113,11 @@ def check_audio(cfg: config_mod.Config) -> list[CheckRow]:
         from agent.audio import portaudio
     except ImportError:
         return [CheckRow("audio", None, "this build cannot list sound devices")]
-    picks = portaudio.chosen_devices(audio)
+    try:
+        picks = portaudio.chosen_devices(audio)
+    except MiraAgentError as e:  # PyAudio missing: the message says what to install
+        return [CheckRow("audio", False, str(e).partition(": ")[0],
+                         "pip install 'mira-agent[alsa]', or set [audio] backend = \"file\"")]
     rows = []
     for kind, name in (("input", "microphone"), ("output", "speaker")):
         pick = picks[kind]
@@ -140,21 +146,27 @@ def check_audio(cfg: config_mod.Config) -> list[CheckRow]:
 
 # --- wake word ------------------------------------------------------------------------------
 
-def _porcupine(cfg: config_mod.Config) -> CheckRow:
+def _porcupine(cfg: config_mod.Config, offline: bool) -> CheckRow:
     p = cfg.settings.wake.porcupine
     try:
         import pvporcupine
     except ImportError:
         return CheckRow("wake word", False, "porcupine: pvporcupine is not installed",
                         "pip install 'mira-agent[porcupine]', or use [wake] engine = \"openwakeword\"")
-    key = find_secret(credential="porcupine-access-key", file=p.access_key_file,
-                      env="PORCUPINE_ACCESS_KEY", what="Porcupine AccessKey",
-                      key="wake.porcupine.access_key_file", base_dir=cfg.base_dir)
+    try:
+        key = find_secret(credential="porcupine-access-key", file=p.access_key_file,
+                          env="PORCUPINE_ACCESS_KEY", what="Porcupine AccessKey",
+                          key="wake.porcupine.access_key_file", base_dir=cfg.base_dir)
+    except MiraAgentError as e:
+        return CheckRow("wake word", False, str(e), "correct [wake.porcupine] access_key_file, or "
+                        "put the key in /etc/mira-agent/porcupine-access-key (mode 0600)")
     if not key:
         return CheckRow("wake word", False, "porcupine: no AccessKey found",
                         "put it in /etc/mira-agent/porcupine-access-key (mode 0600) or set "
                         "[wake.porcupine] access_key_file")
     register_secret(key)
+    if offline:
+        return CheckRow("wake word", True, "porcupine: AccessKey present (not checked online: --offline)")
     t0 = time.perf_counter()
     try:  # checks the key online, as the daemon's start would
         engine = pvporcupine.create(access_key=key, keywords=p.keywords)
@@ -167,12 +179,19 @@ def _porcupine(cfg: config_mod.Config) -> CheckRow:
                     f"({(time.perf_counter() - t0) * 1000:.0f} ms)")
 
 
-def check_wake(cfg: config_mod.Config) -> CheckRow:
+def check_wake(cfg: config_mod.Config, offline: bool = False) -> CheckRow:
+    from agent.wake.factory import check_model_files
+
     wake = cfg.settings.wake
     if wake.engine == "none":
-        return CheckRow("wake word", None, "engine none: the button starts conversations")
+        return CheckRow("wake word", None, "off ([wake] engine = \"none\")")
+    try:
+        check_model_files(wake, cfg.base_dir)
+    except ConfigError as e:
+        return CheckRow("wake word", False, str(e).partition("; ")[0],
+                        str(e).partition("; ")[2] or "correct [wake] model")
     if wake.engine == "porcupine":
-        return _porcupine(cfg)
+        return _porcupine(cfg, offline)
     try:
         from agent.wake.openwakeword import OpenWakeWordDetector
     except ImportError as e:
@@ -181,8 +200,9 @@ def check_wake(cfg: config_mod.Config) -> CheckRow:
     model = wake.model if wake.model in BUILTIN_WAKE_MODELS else cfg.resolve(wake.model)
     t0 = time.perf_counter()
     try:
-        detector = OpenWakeWordDetector(model, threshold=wake.threshold,
-                                        trigger_level=wake.trigger_level, refractory_s=wake.refractory_s)
+        with native_chatter_hidden():
+            detector = OpenWakeWordDetector(model, threshold=wake.threshold, trigger_level=wake.trigger_level,
+                                            refractory_s=wake.refractory_s)
     except MiraAgentError as e:
         return CheckRow("wake word", False, str(e), f"set [wake] model to one of "
                         f"{', '.join(BUILTIN_WAKE_MODELS)} or a .tflite file, or engine = \"none\"")
@@ -194,17 +214,20 @@ def check_wake(cfg: config_mod.Config) -> CheckRow:
 # --- GPIO -----------------------------------------------------------------------------------
 
 def _pins(cfg: config_mod.Config) -> list[int]:
+    from agent.tools.settings import GpioAction
+
     s = cfg.settings
     pins = [p for p in (s.button.pin, s.button.mute_pin) if p is not None]
     if s.leds.kind != "none":
         pins += list(s.leds.pins.values())
+    pins += [t.action.pin for t in s.tools if isinstance(t.action, GpioAction)]
     return pins
 
 
 def check_gpio(cfg: config_mod.Config) -> CheckRow:
     pins = _pins(cfg)
     if not pins:
-        return CheckRow("GPIO", None, "not used (no button, mute switch or LEDs configured)")
+        return CheckRow("GPIO", None, "not used (no button, mute switch, LEDs or GPIO tools configured)")
     bad = [p for p in pins if not 0 <= p <= 27]
     if bad:
         return CheckRow("GPIO", False, f"BCM pin(s) {bad} do not exist on the 40-pin header",
@@ -226,68 +249,128 @@ def check_gpio(cfg: config_mod.Config) -> CheckRow:
     return CheckRow("GPIO", True, f"{factory}, BCM pins {', '.join(map(str, sorted(set(pins))))}")
 
 
+# --- what starts a conversation -----------------------------------------------------------
+
+def check_trigger(cfg: config_mod.Config, wake: CheckRow, gpio: CheckRow) -> CheckRow:
+    """What can start a conversation: the wake word (if it loaded) and the talk button (if usable)."""
+    ways = []
+    if wake.ok:
+        ways.append("the wake word")
+    pin = cfg.settings.button.pin
+    if pin is not None and gpio.ok:
+        ways.append(f"the button on BCM {pin}")
+    if ways:
+        return CheckRow("trigger", True, " or ".join(ways) + " starts a conversation")
+    why_wake = "the wake word is off" if cfg.settings.wake.engine == "none" else \
+        "the wake word did not load"
+    why_button = "no talk button is set" if pin is None else "the talk button's GPIO is not usable"
+    return CheckRow("trigger", False, f"nothing can start a conversation: {why_wake} and {why_button}",
+                    'set [wake] engine = "openwakeword" and model = "hey_jarvis" (or another built-in), '
+                    "or wire a talk button and set [button] pin (hardware/leds-and-button.md)")
+
+
+# --- tools ----------------------------------------------------------------------------------
+
+def check_tools(cfg: config_mod.Config, sandbox: Sandbox | None) -> list[CheckRow]:
+    """One row per command tool and per HTTP tool with a token, as the service reaches them."""
+    rows = []
+    for tool in tools_to_check(cfg):
+        found = check_tool(tool, cfg, sandbox)
+        rows.append(CheckRow(f"tool {tool.name}", found.ok, found.detail, found.fix))
+    return rows
+
+
 # --- server ---------------------------------------------------------------------------------
 
-def check_server(cfg: config_mod.Config, timeout_s: float = 3.0,
-                 tls: ssl.SSLContext | None = None) -> CheckRow:
-    """TCP connect and, for wss://, a TLS handshake with the server; nothing is sent."""
-    url = cfg.settings.server.url
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.scheme not in ("ws", "wss") or not host:
-        return CheckRow("server", False, f"[server] url {url!r} is not a ws:// or wss:// URL",
-                        "set it to wss://api.vmira.ai/v1/realtime")
-    port = parts.port or (443 if parts.scheme == "wss" else 80)
-    where = f"{host}:{port}"
+def service_key(cfg: config_mod.Config) -> str | None:
+    """The key the daemon would use; run by hand as root, the installed credential's source file."""
+    key = cfg.api_key()
+    if not key:
+        try:
+            key = SERVICE_KEY_FILE.read_text(encoding="utf-8").strip() or None
+        except OSError:
+            key = None
+    register_secret(key)
+    return key
+
+
+def check_session(cfg: config_mod.Config, key: str | None) -> CheckRow:
+    """Open a real session as the daemon does (subprotocols, key, session.created), then close it."""
+    from agent.realtime.client import Closed, RealtimeConnection
+    from agent.realtime.retry import Verdict, classify
+
+    server = cfg.settings.server
+    if not key:
+        return CheckRow("server", None, "not checked: there is no API key to open a session with")
+    answers: queue.SimpleQueue = queue.SimpleQueue()
+    conn = RealtimeConnection(server, key, answers.put)
     t0 = time.perf_counter()
-    try:
-        with socket.create_connection((host, port), timeout=timeout_s) as sock:
-            version = ""
-            if parts.scheme == "wss":
-                context = tls or ssl.create_default_context()
-                with context.wrap_socket(sock, server_hostname=host) as tsock:
-                    version = f", TLS OK ({tsock.version()})"
-    except socket.gaierror as e:
-        return CheckRow("server", False, f"cannot resolve {host} ({e.strerror})",
-                        "check the network connection and DNS, and the host in [server] url")
-    except ssl.SSLCertVerificationError as e:
-        return CheckRow("server", False, f"{host}'s TLS certificate was not accepted ({e.verify_message})",
-                        "check the clock (timedatectl: a wrong date breaks certificates) and that "
-                        "no proxy intercepts TLS")
-    except ssl.SSLError as e:
-        return CheckRow("server", False, f"TLS handshake with {where} failed ({e.reason or e})",
-                        "check that [server] url points at a wss:// endpoint")
-    except TimeoutError:
-        return CheckRow("server", False, f"no answer from {where} within {timeout_s:g} s",
-                        "check the network connection and any firewall")
-    except ConnectionRefusedError:
-        return CheckRow("server", False, f"{where} refused the connection",
-                        "check the host and port in [server] url, and that the server runs")
-    except OSError as e:
-        return CheckRow("server", False, f"cannot connect to {where} ({e.strerror or e})",
-                        "check the network connection")
+    conn.open()
+    try:  # the connect timeout bounds the handshake; session.created gets the same again
+        first = answers.get(timeout=2 * server.connect_timeout_s + 1)
+    except queue.Empty:
+        first = None
+    finally:
+        conn.close()
     ms = (time.perf_counter() - t0) * 1000
-    return CheckRow("server", True, f"{where} reachable{version} ({ms:.0f} ms)")
+    if first is None:
+        return CheckRow("server", False, f"{conn.host} accepted the connection but sent no "
+                        f"session.created within {server.connect_timeout_s:g} s",
+                        "check that [server] url is the Mira Realtime endpoint")
+    if isinstance(first, Closed):
+        failure = first.failure
+        detail, _, advice = str(failure).partition("; ")
+        if classify(failure) is Verdict.AUTH:
+            advice = (f"store the right key: sudo systemd/install.sh --key-stdin < key.txt (or write "
+                      f"it to {SERVICE_KEY_FILE}, mode 0600), then sudo systemctl reload mira-agent")
+        return CheckRow("server", False, detail, advice or "check [server] url and the network")
+    if first.type != "session.created":
+        what = getattr(first, "error", None) or getattr(first, "message", "") or first.type
+        return CheckRow("server", False, f"{conn.host} answered the session with {what!s}",
+                        "check [server] url and the key")
+    return CheckRow("server", True, f"{conn.host}: a session opened and closed in {ms:.0f} ms "
+                    "(a check costs about a second of connection time)")
 
 
 # --- all of it ------------------------------------------------------------------------------
 
-def run_checks(config_path: str | Path, *, timeout_s: float = 3.0,
-               tls: ssl.SSLContext | None = None) -> list[CheckRow]:
-    """Every check, in the order a person fixes things; later rows are skipped on a bad config."""
+ROWS = ("API key", "microphone", "speaker", "wake word", "GPIO", "trigger", "server")
+
+
+def _config_fix(e: MiraAgentError, path: Path) -> str:
+    example = INSTALLED_EXAMPLE if INSTALLED_EXAMPLE.is_file() else config_mod.EXAMPLE_CONFIG
+    keys = getattr(e, "keys", ())
+    if keys:
+        return f"in {path}, correct {', '.join(keys)} (every key is explained in {example})"
+    if not path.exists():
+        return f"copy the example and edit it: sudo cp {example} {path}"
+    return f"correct {path} at the place named above (TOML: key = value, text in quotes; {example})"
+
+
+def run_checks(config_path: str | Path, *, offline: bool = False,
+               sandbox: Sandbox | None = None) -> list[CheckRow]:
+    """Every check, in the order a person fixes things; later rows are skipped on a bad config.
+
+    offline: everything but the server (no connection, no online key check). sandbox: the unit
+    the tools are checked against (None: as this user sees them).
+    """
     try:
         cfg = config_mod.load(config_path)
     except MiraAgentError as e:
-        rows = [CheckRow("config", False, str(e), f"fix {config_path} (the installed example is "
-                         "/etc/mira-agent/agent.toml.example)")]
-        return rows + [CheckRow(n, None, "not checked: the config must load first")
-                       for n in ("API key", "audio", "wake word", "GPIO", "server")]
+        return [CheckRow("config", False, str(e), _config_fix(e, Path(config_path)))] + \
+            [CheckRow(n, None, "not checked: the config must load first") for n in ROWS]
     rows = [CheckRow("config", True, f"{cfg.path} is valid")]
     rows += _guard("API key", check_key, cfg)
     rows += _guard("audio", check_audio, cfg)
-    rows += _guard("wake word", check_wake, cfg)
-    rows += _guard("GPIO", check_gpio, cfg)
-    rows += _guard("server", check_server, cfg, timeout_s, tls)
+    wake = _guard("wake word", check_wake, cfg, offline)
+    gpio = _guard("GPIO", check_gpio, cfg)
+    rows += wake + gpio
+    rows += _guard("trigger", check_trigger, cfg, wake[0], gpio[0])
+    rows += _guard("tools", check_tools, cfg, sandbox)
+    if offline:
+        rows.append(CheckRow("server", None, "not checked (--offline)"))
+    else:
+        rows += _guard("server", check_session, cfg, service_key(cfg))
     return rows
 
 
@@ -306,10 +389,11 @@ def format_rows(rows: list[CheckRow]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(config_path: str | None) -> int:
+def main(config_path: str | None, *, offline: bool = False, unit: str | None = None) -> int:
     """Print the table; 0 when nothing failed, 78 for a bad config, 1 for other failures."""
     path = config_path or "/etc/mira-agent/agent.toml"
-    rows = run_checks(path)
+    sandbox = Sandbox.from_unit(Path(unit)) if unit else Sandbox.installed()
+    rows = run_checks(path, offline=offline, sandbox=sandbox)
     sys.stdout.write(f"mira-agent check ({path})\n\n" + format_rows(rows))
     if rows[0].ok is False:
         return EX_CONFIG

@@ -7,13 +7,15 @@ on stderr they are appended compactly as [state=listening session_id=... latency
 Every record passes a filter that blanks registered secrets, a last line of defence.
 """
 
+import contextlib
 import logging
 import os
 import re
 import stat
 import sys
+import tempfile
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from enum import Enum
 from typing import Any, TextIO
 
@@ -26,6 +28,8 @@ LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNI
 MIN_SECRET_LEN = 4  # shorter strings would blank ordinary words all over the log
 
 _FIELD_NAME = re.compile(r"[A-Z][A-Z0-9_]*\Z")
+_TEXT_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s"
+_OUR_LINE = re.compile(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [A-Z]+ ")
 _secrets: tuple[str, ...] = ()
 _secrets_lock = threading.Lock()
 _installed: list[logging.Handler] = []
@@ -189,8 +193,7 @@ def setup_logging(level: str | int = "info", *, stream: TextIO | None = None,
         handler = _journal_handler(sender)
     else:
         handler = logging.StreamHandler(stream)
-        handler.setFormatter(_Formatter("%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s",
-                                        datefmt="%Y-%m-%d %H:%M:%S", with_fields=True))
+        handler.setFormatter(_Formatter(_TEXT_FORMAT, datefmt="%Y-%m-%d %H:%M:%S", with_fields=True))
     handler.addFilter(RedactSecrets())
     root = logging.getLogger()
     for old in _installed:
@@ -201,3 +204,32 @@ def setup_logging(level: str | int = "info", *, stream: TextIO | None = None,
     root.setLevel(numeric)
     return handler
 
+
+@contextlib.contextmanager
+def native_chatter_hidden() -> Iterator[None]:
+    """Run a block whose native libraries print to fd 2 behind Python's back, and drop that.
+
+    TFLite prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." at every model load,
+    ALSA and JACK dozens of probe lines at every PortAudio scan: noise in the journal that no
+    one can act on (real failures surface as exceptions, reported in a sentence). fd 2 is held
+    in a file for the block; afterwards our own log lines, which other threads may have written
+    meanwhile, are passed on and the rest dropped. At debug level everything is passed on.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as held:
+            os.dup2(held.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                held.seek(0)
+                lines = held.read().splitlines(keepends=True)
+                if not logging.getLogger().isEnabledFor(logging.DEBUG):
+                    lines = [x for x in lines if _OUR_LINE.match(x)]
+                if lines:
+                    os.write(2, b"".join(lines))
+    finally:
+        os.close(saved)

@@ -1,4 +1,4 @@
-"""Open the configured wake-word engine, or its fallback, or none: never an exception."""
+"""Open the configured wake-word engine, or its fallback, or none; only a missing model file raises."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Callable
 
-from agent.errors import MiraAgentError
+from agent.errors import ConfigError, MiraAgentError
 from agent.secrets import find_secret as _find_secret
 from agent.wake.detector import WakeDetector, WakeEngineError
 from agent.wake.settings import WakeSettings
@@ -44,6 +44,50 @@ def _open_engine(engine: str, settings: WakeSettings, find_secret: Callable, bas
     raise WakeEngineError(f"unknown wake engine {engine!r}")
 
 
+def _engines(settings: WakeSettings) -> list[str]:
+    """The engines the settings may start, in order: the main one, then a different fallback."""
+    if settings.engine == "none":
+        return []  # the wake word is off: a fallback is only for a main engine that fails
+    engines = [settings.engine]
+    if settings.fallback_engine not in ("none", settings.engine):
+        engines.append(settings.fallback_engine)
+    return engines
+
+
+def _model_file_problem(path: Path) -> str | None:
+    try:
+        with path.open("rb") as f:
+            f.read(1)
+    except FileNotFoundError:
+        return f"{path} does not exist"
+    except IsADirectoryError:
+        return f"{path} is a folder, not a model file"
+    except OSError as e:
+        return f"{path} cannot be read ({e.strerror})"
+    return None
+
+
+def check_model_files(settings: WakeSettings, base_dir: Path | None = None) -> None:
+    """ConfigError when a model or keyword file the settings name is missing or unreadable: only a
+    person can fix that, so it must not quietly turn the wake word off. (A file that is there but
+    broken is the engine's to refuse: the fallback, if any, takes over.)"""
+    from agent.wake.settings import OPENWAKEWORD_MODELS
+
+    engines = _engines(settings)
+    if "openwakeword" in engines and settings.model not in OPENWAKEWORD_MODELS:
+        problem = _model_file_problem(_path(settings.model, base_dir))
+        if problem:
+            raise ConfigError(f"[wake] model = {settings.model!r}: {problem}; put the .tflite file "
+                              f"there, or use a built-in model ({', '.join(OPENWAKEWORD_MODELS)})")
+    if "porcupine" in engines:
+        for keyword in settings.porcupine.keywords:
+            if keyword.endswith(".ppn"):
+                problem = _model_file_problem(_path(keyword, base_dir))
+                if problem:
+                    raise ConfigError(f"[wake.porcupine] keywords: {problem}; put the .ppn file "
+                                      f"there, or use a built-in keyword such as \"jarvis\"")
+
+
 def _describe(engine: str, settings: WakeSettings) -> str:
     if engine == "openwakeword":
         return f"openwakeword {Path(settings.model).stem!r}"
@@ -57,16 +101,15 @@ def open_detector(settings: WakeSettings, find_secret: Callable = _find_secret, 
 
     find_secret has agent.secrets.find_secret's signature; base_dir resolves relative model, keyword
     and key-file paths (the config file's folder); porcupine_create replaces pvporcupine.create.
-    Logs one line: what listens, or what failed and what the daemon does instead.
+    Logs one line: what listens, or what failed and what the daemon does instead. A model file
+    that is missing or unreadable raises ConfigError (see check_model_files).
     """
+    check_model_files(settings, base_dir)
     if settings.engine == "none":
         log.info("wake word off (wake.engine = none): only the button starts a conversation")
         return None
     failures = []
-    engines = [settings.engine]
-    if settings.fallback_engine not in ("none", settings.engine):
-        engines.append(settings.fallback_engine)
-    for engine in engines:
+    for engine in _engines(settings):
         try:
             detector = _open_engine(engine, settings, find_secret, base_dir, porcupine_create)
         except MiraAgentError as e:  # WakeEngineError, SecretError from the key file
