@@ -2,18 +2,27 @@
 #   make demo    a whole spoken conversation against a local Mira server
 #   make test    the whole test suite
 #   make bench   the benchmark table
+#   make lock    re-resolve every dependency and write constraints.txt (then run make test)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The exact versions the tests passed with; make setup and systemd/install.sh both install them.
+CONSTRAINTS := constraints.txt
 
 # Debian packages: build headers for pyaudio and systemd-python, speech for the
-# demo and the tests, and a PulseAudio null sink for real-time audio tests.
+# demo and the tests, and a PulseAudio null sink for real-time audio tests; procps for the
+# unit's /bin/kill (a minimal image lacks it).
 APT_PACKAGES := python3-venv python3-dev gcc pkg-config portaudio19-dev libsystemd-dev \
-	libasound2-plugins alsa-utils espeak-ng sox pulseaudio pulseaudio-utils shellcheck systemd
+	libasound2-plugins alsa-utils espeak-ng sox pulseaudio pulseaudio-utils shellcheck systemd procps
+# lgpio (the Pi's GPIO backend) has no wheel for Python 3.13 on ARM: pip builds it with swig, and
+# PYPI=1 has it link its own copy of liblgpio (Debian does not package one).
+ifeq ($(shell $(PYTHON) -c 'import platform, sys; print(platform.machine() in ("aarch64", "armv7l") and sys.version_info >= (3, 13))' 2>/dev/null),True)
+APT_PACKAGES += swig
+endif
 
-.PHONY: setup demo test bench devserver clean apt
+.PHONY: setup demo test bench devserver clean apt lock
 
 setup: $(STAMP)
 
@@ -26,11 +35,28 @@ apt:
 	echo "Installing Debian packages: $$missing"; \
 	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null
 
-$(STAMP): pyproject.toml | apt
+$(STAMP): pyproject.toml $(CONSTRAINTS) | apt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip setuptools wheel
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	PYPI=1 $(PY) -m pip install -q --disable-pip-version-check -c $(CONSTRAINTS) -e '.[test]'
 	@touch $(STAMP)
+
+# Every extra of pyproject.toml resolved afresh in a throwaway venv, plus lgpio (required on
+# ARM only, locked here from its wheel for this machine), written as exact versions.
+LOCK_VENV := .lock-venv
+lock: | apt
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install -q --disable-pip-version-check --upgrade pip setuptools wheel
+	extras=$$($(PYTHON) -c 'import tomllib; print(",".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]))'); \
+	lgpio=$$(grep -o '"lgpio[^;"]*' pyproject.toml | head -1 | tr -d '"'); \
+	PYPI=1 $(LOCK_VENV)/bin/pip install -q --disable-pip-version-check -e ".[$$extras]" "$$lgpio"
+	{ echo "# The versions the tests passed with, installed by make setup and systemd/install.sh."; \
+	  echo "# Made by 'make lock' with $$($(PYTHON) -V) on $$(uname -m); do not edit by hand."; \
+	  $(LOCK_VENV)/bin/pip freeze --disable-pip-version-check --exclude-editable; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+	rm -rf $(LOCK_VENV)
+	@echo "wrote $(CONSTRAINTS); now run: make test"
 
 demo: setup
 	$(VENV)/bin/mira-agent demo
@@ -45,4 +71,4 @@ devserver: setup
 	$(VENV)/bin/mira-agent devserver --host 127.0.0.1 --port 8765
 
 clean:
-	rm -rf $(VENV) .demo .bench *.egg-info
+	rm -rf $(VENV) $(LOCK_VENV) .demo .bench *.egg-info

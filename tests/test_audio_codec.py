@@ -1,4 +1,4 @@
-"""G.711 against the stdlib audioop, and the pcm16 / G.711 codecs of the realtime formats."""
+"""G.711 against audioop (the stdlib's to 3.12, audioop-lts from 3.13), and the pcm16 / G.711 codecs of the realtime formats."""
 
 import warnings
 

@@ -1,6 +1,5 @@
 """The devserver over real sockets on 127.0.0.1, driven with espeak-ng speech; every event linted."""
 
-import audioop
 import base64
 import functools
 import json
@@ -14,6 +13,7 @@ import pytest
 import soxr
 import websocket
 
+from agent.audio import g711
 from agent.devserver import DevServer, Script
 from agent.devserver.probe import Probe
 from conformance import check_client_event, check_server_event
@@ -219,14 +219,14 @@ def test_g711_in_and_out(connect, server):
     configure(p, input_audio_format="g711_ulaw", output_audio_format="g711_alaw",
               input_audio_transcription={"model": "whisper-1"})
     pcm8k = bytes(500 * 16) + speech("hello", 8000) + bytes(1000 * 16)
-    ulaw = audioop.lin2ulaw(pcm8k, 2)
+    ulaw = g711.ulaw_encode(np.frombuffer(pcm8k, dtype="<i2"))
     p.append(ulaw, frame_bytes=160)
     events = p.collect_until("response.done", timeout=15)
     assert next(e for e in events if e["type"].endswith("transcription.completed"))["transcript"] == "hello"
     alaw = audio_of(events)
     expected = soxr.resample(espeak_reply(server.script.match("hello").reply), RATE, 8000)
     assert len(alaw) == len(expected)
-    decoded = np.frombuffer(audioop.alaw2lin(alaw, 2), dtype="<i2").astype(float)
+    decoded = g711.alaw_decode(alaw).astype(float)
     assert np.max(np.abs(decoded - expected)) <= np.max(np.abs(expected)) * 0.07 + 16  # G.711 error only
     record = server.sessions[-1]
     assert bytes(record.input_audio) == ulaw and record.input_format == "g711_ulaw"

@@ -143,7 +143,6 @@ def test_timer_tool_sets_lists_cancels_and_rings(speaker):
     ('{"text": NaN}', "not valid JSON"),
     ('{"text": Infinity}', "not valid JSON"),
     ("[" * 20000 + "]" * 20000, "limit"),
-    ("[" * 5000 + "]" * 5000, "not valid JSON"),
     ('["hi"]', "must be a JSON object"),
     ('"hi"', "must be a JSON object"),
     ('{"text": "hi", "rm": "-rf"}', "Additional properties are not allowed ('rm'"),
@@ -156,6 +155,15 @@ def test_bad_arguments_are_error_outputs(speaker, arguments, says):
     """Malformed or invalid arguments give {"error": ...} naming the problem; nothing runs."""
     result = toolbox(speaker, [ECHO]).run("echo", arguments)
     assert not result.ok and says in output(result)["error"]
+
+
+def test_deep_nesting_under_the_size_limit_is_an_error_output(speaker):
+    """5000 nested arrays are refused as an error output on every Python (3.11's json gives up on
+    the depth, 3.13's parses it and the object check refuses it)."""
+    result = toolbox(speaker, [ECHO]).run("echo", "[" * 5000 + "]" * 5000)
+    assert not result.ok
+    assert output(result)["error"].startswith(("the arguments are not valid JSON",
+                                               "the arguments must be a JSON object"))
 
 
 def test_unknown_tool_lists_the_real_ones(speaker):
