@@ -426,7 +426,9 @@ start_service() {
             say "stopping the running service to check the config against the devices"
             systemctl stop "$SERVICE"
         fi
-        say "checking $ETC/agent.toml on this box (mira-agent check, as the user $SERVICE_USER)"
+        local who=", as the user $SERVICE_USER"
+        [[ -z $ROOT ]] || who=" in $ROOT"
+        say "checking $ETC/agent.toml on this box (mira-agent check --offline$who)"
         if ! check_config "$bin" | sed 's/^/    /'; then
             not_started "the check above found what would stop it; edit $ETC/agent.toml as its fix lines say"
             return

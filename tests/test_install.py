@@ -485,3 +485,14 @@ def test_a_config_that_cannot_work_here_is_installed_but_not_started(root, sourc
     assert "then start it: sudo systemctl start mira-agent.service" in result.stdout
     assert "systemctl restart" not in "\n".join(commands(result))
     assert (root / "etc/systemd/system/multi-user.target.wants/mira-agent.service").is_symlink()
+
+
+@pytest.mark.slow
+def test_button_only_without_a_button_is_installed_but_not_started(root, source, venv, tmp_path):
+    """The reduced install's config has no wake word: until [button] pin is set nothing can start
+    a conversation, which the check says, so the service is installed and enabled, not started."""
+    (root / "etc/os-release").write_text(RASPBIAN)
+    result = install_with_key(root, source, "--button-only", extra_env=fake_arch(tmp_path, "armhf"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "nothing can start a conversation: the wake word is off and no talk button is set" in result.stdout
+    assert "NOT started" in result.stdout and "systemctl restart" not in "\n".join(commands(result))
