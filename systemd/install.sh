@@ -117,6 +117,10 @@ if [[ -n $ROOT ]]; then
     [[ $ROOT == / ]] && ROOT=
 fi
 # Files go under $ROOT; commands act on this machine, so with a root they are only printed.
+# LIVE: systemd runs this machine now. Not in a root, nor in a chroot or container (an image being
+# built), where the unit is enabled for the next boot and nothing is started.
+LIVE=0
+[[ -z $ROOT && -d /run/systemd/system ]] && LIVE=1
 if [[ -n $ROOT ]]; then
     DRY=1
 elif [[ $DRY == 1 ]]; then
@@ -354,7 +358,7 @@ install_keys() {
 WANTS=multi-user.target.wants
 enable_in_root() {
     if command -v systemctl >/dev/null; then
-        systemctl --root="$ROOT" --quiet enable "$SERVICE"
+        systemctl --root="${ROOT:-/}" --quiet enable "$SERVICE"
     else
         mkdir -p "$ROOT$UNIT_DIR/$WANTS"
         ln -sfn "$UNIT_DIR/$SERVICE" "$ROOT$UNIT_DIR/$WANTS/$SERVICE"
@@ -363,7 +367,7 @@ enable_in_root() {
 
 disable_in_root() {
     if command -v systemctl >/dev/null; then
-        systemctl --root="$ROOT" --quiet disable "$SERVICE"
+        systemctl --root="${ROOT:-/}" --quiet disable "$SERVICE"
     else
         rm -f "$ROOT$UNIT_DIR/$WANTS/$SERVICE"
     fi
@@ -372,11 +376,11 @@ disable_in_root() {
 install_unit() {
     mkdir -p "$ROOT$UNIT_DIR"
     install -m 0644 "$SOURCE/systemd/$SERVICE" "$ROOT$UNIT_DIR/$SERVICE"
-    if [[ -n $ROOT ]]; then
-        enable_in_root
-    else
+    if [[ $LIVE == 1 ]]; then
         run systemctl daemon-reload
         run systemctl --quiet enable "$SERVICE"
+    else
+        enable_in_root
     fi
 }
 
@@ -422,7 +426,7 @@ start_service() {
     fi
     if [[ -x $bin ]]; then
         # An upgrade restarts the service anyway, and the running one holds the sound card.
-        if [[ $DRY != 1 ]] && systemctl --quiet is-active "$SERVICE" 2>/dev/null; then
+        if [[ $LIVE == 1 ]] && systemctl --quiet is-active "$SERVICE"; then
             say "stopping the running service to check the config against the devices"
             systemctl stop "$SERVICE"
         fi
@@ -436,6 +440,11 @@ start_service() {
     else
         say "dry run: $PREFIX/venv/bin/mira-agent check --offline would check the config here"
     fi
+    if [[ $LIVE == 0 && $DRY == 0 ]]; then
+        say "installed and enabled for the next boot; not started: systemd is not running here" \
+            "(a chroot or a container)"
+        return
+    fi
     run systemctl restart "$SERVICE"
     if [[ $DRY == 1 ]]; then
         say "dry run: nothing was started"
@@ -447,15 +456,13 @@ start_service() {
 
 uninstall() {
     say "removing $SERVICE and $PREFIX"
-    if [[ -n $ROOT ]]; then
-        if [[ -e $ROOT$UNIT_DIR/$SERVICE ]]; then
-            disable_in_root
-        fi
-    else
+    if [[ $LIVE == 1 ]]; then
         run systemctl --quiet disable --now "$SERVICE" || true
+    elif [[ -e $ROOT$UNIT_DIR/$SERVICE ]]; then
+        disable_in_root
     fi
     rm -f "$ROOT$UNIT_DIR/$SERVICE"
-    [[ -n $ROOT ]] || run systemctl daemon-reload
+    [[ $LIVE == 0 ]] || run systemctl daemon-reload
     rm -rf "$ROOT$PREFIX"
     if [[ $PURGE == 1 ]]; then
         say "purging $ETC, $STATE and the user $SERVICE_USER"
