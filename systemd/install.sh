@@ -23,7 +23,8 @@
 # Before it starts the service it checks the config (mira-agent check --offline, as the service
 # user); with no key, or a config that cannot work on this box, it installs and enables the service,
 # says what to edit and how to start it, and does not start it. Keys are never read from the
-# environment or the command line (both end up in logs and the shell history).
+# environment or the command line (both end up in logs and the shell history). In a chroot or a
+# container (an image being built: systemd not running) the service is enabled for the next boot.
 # Exit status: 0 installed (the last line says whether it was started); 1 refused or failed.
 # Environment:
 #   DESTDIR                 same as --root
@@ -353,7 +354,7 @@ install_keys() {
     fi
 }
 
-# Enabling offline only makes a symlink inside the root, so it is really done, not printed.
+# Enabling offline (a root, a chroot) only makes a symlink, so it is really done, not printed.
 # Without systemctl (a bare build container) the same WantedBy= link is made by hand.
 WANTS=multi-user.target.wants
 enable_in_root() {
