@@ -172,8 +172,16 @@ def test_the_lock_covers_every_direct_dependency_with_an_exact_version():
             name, version = line.split("==")
             pins[name.lower().replace("_", "-")] = version
     extras = project["optional-dependencies"]
-    device = [r for extra in ("alsa", "gpio", "wake", "aec", "systemd") for r in extras[extra]]
-    for requirement in project["dependencies"] + device:
+
+    def requirements(extra: str) -> list[str]:
+        out = []
+        for r in extras[extra]:
+            if r.startswith("mira-agent["):
+                out += [x for e in r[len("mira-agent["):].rstrip("]").split(",") for x in requirements(e)]
+            else:
+                out.append(r)
+        return out
+    for requirement in project["dependencies"] + requirements("device"):
         name = requirement.split(";")[0]
         bare = name.split("~")[0].split(">")[0].split("<")[0].split("=")[0].strip().lower()
         assert bare in pins, f"{bare} is not in constraints.txt: run make lock"
