@@ -24,6 +24,10 @@ class AudioDeviceError(MiraAgentError):
     """An audio device cannot be found, opened or kept open."""
 
 
+class HardwareError(MiraAgentError):
+    """A GPIO or SPI device (LEDs, buttons) cannot be opened or used."""
+
+
 class ProtocolError(MiraAgentError):
     """A server message is malformed or violates the protocol."""
 

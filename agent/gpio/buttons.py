@@ -1,4 +1,4 @@
-"""The talk button and the mute switch: gpiozero callbacks that only post events."""
+"""The talk button, the mute switch and the volume controls: gpiozero callbacks that only post."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ class ButtonAction(str, Enum):
 
     PRESSED = "pressed"          # talk button went down
     RELEASED = "released"        # talk button came up
-    LONG_PRESS = "long_press"    # talk button held for long_press_s (the daemon toggles mute)
+    LONG_PRESS = "long_press"    # talk button held for long_press_s, or the encoder pushed in
+                                 # mute mode: the conversation toggles mute
     MUTE_ON = "mute_on"          # mute switch closed (also posted at start if it already is)
     MUTE_OFF = "mute_off"        # mute switch opened
 
@@ -37,21 +38,29 @@ class ButtonEvent:
     """RELEASED: a LONG_PRESS was posted during this hold (so the release ends no turn)."""
 
 
-class Buttons:
-    """The talk button (pull-up, debounced, long press) and an optional mute switch.
+VOLUME_REPEAT_S = 0.3  # a held volume button steps again this often
 
-    `post` is called on gpiozero's threads and must not block (e.g. queue.put_nowait).
+
+class Buttons:
+    """The talk button (pull-up, debounced, long press), an optional mute switch, volume up and
+    down buttons and a rotary encoder with its push switch.
+
+    `post` gets ButtonEvents and `on_volume` a step (+1 louder, -1 quieter); both are called on
+    gpiozero's threads and must not block (e.g. queue.put_nowait, Conversation.call_soon).
+    Without on_volume the volume buttons and the encoder are left unopened.
     """
 
     def __init__(self, settings: ButtonSettings, post: Callable[[ButtonEvent], None], *,
-                 pin_factory=None):
-        from gpiozero import Button
+                 on_volume: Callable[[int], None] | None = None, pin_factory=None):
+        from gpiozero import Button, RotaryEncoder
         self._post = post
+        self._on_volume = on_volume
         self._lock = threading.Lock()
         self._pressed_at: float | None = None
         self._long = False
         self._closed = False
-        self.talk = self.mute = None
+        self.talk = self.mute = self.volume_up = self.volume_down = None
+        self.encoder = self.encoder_switch = None
         bounce = settings.bounce_ms / 1000 or None
         try:
             if settings.pin is not None:
@@ -65,6 +74,30 @@ class Buttons:
                                    pin_factory=pin_factory)
                 self.mute.when_pressed = self._mute_on
                 self.mute.when_released = self._mute_off
+            if on_volume is not None:
+                for name, pin, step in (("volume_up", settings.volume_up_pin, +1),
+                                        ("volume_down", settings.volume_down_pin, -1)):
+                    if pin is not None:
+                        button = Button(pin, pull_up=True, bounce_time=bounce,
+                                        hold_time=VOLUME_REPEAT_S, hold_repeat=True,
+                                        pin_factory=pin_factory)
+                        button.when_pressed = button.when_held = self._stepper(step)
+                        setattr(self, name, button)
+                if settings.encoder_a_pin is not None:
+                    self.encoder = RotaryEncoder(settings.encoder_a_pin, settings.encoder_b_pin,
+                                                 max_steps=0, pin_factory=pin_factory)
+                    self.encoder.when_rotated_clockwise = self._stepper(+1)
+                    self.encoder.when_rotated_counter_clockwise = self._stepper(-1)
+            if settings.encoder_switch_pin is not None:
+                self.encoder_switch = Button(settings.encoder_switch_pin, pull_up=True,
+                                             bounce_time=bounce, hold_time=settings.long_press_s,
+                                             pin_factory=pin_factory)
+                if settings.encoder_switch == "talk":
+                    self.encoder_switch.when_pressed = self._pressed
+                    self.encoder_switch.when_released = self._released
+                    self.encoder_switch.when_held = self._held
+                else:
+                    self.encoder_switch.when_pressed = self._mute_toggle
         except Exception:
             self.close()
             raise
@@ -109,6 +142,17 @@ class Buttons:
             long, self._pressed_at, self._long = self._long, None, False
         self._send(ButtonAction.RELEASED, now, held, long)
 
+    def _stepper(self, step: int) -> Callable[[], None]:
+        def turned() -> None:
+            try:
+                self._on_volume(step)
+            except Exception as e:  # never let the loop's queue break gpiozero's thread
+                log.error("volume step %+d was lost: %s", step, e)
+        return turned
+
+    def _mute_toggle(self) -> None:
+        self._send(ButtonAction.LONG_PRESS, time.monotonic())
+
     def _mute_on(self) -> None:
         self._send(ButtonAction.MUTE_ON, time.monotonic())
 
@@ -118,10 +162,12 @@ class Buttons:
     def close(self) -> None:
         """Release the pins; safe to call twice."""
         self._closed = True
-        for device in (self.talk, self.mute):
+        for device in (self.talk, self.mute, self.volume_up, self.volume_down, self.encoder,
+                       self.encoder_switch):
             if device is not None:
                 device.close()
-        self.talk = self.mute = None
+        self.talk = self.mute = self.volume_up = self.volume_down = None
+        self.encoder = self.encoder_switch = None
 
     def __enter__(self):
         return self

@@ -7,7 +7,8 @@ import warnings
 from typing import Callable
 
 from agent.gpio.buttons import ButtonEvent, Buttons
-from agent.gpio.lights import StateLights
+from agent.errors import HardwareError
+from agent.gpio.lights import PatternLights, StateLights
 from agent.gpio.settings import ButtonSettings, LedSettings
 
 log = logging.getLogger(__name__)
@@ -48,19 +49,29 @@ def _open(what: str, key: str, make: Callable):
         return None
 
 
-def open_buttons(settings: ButtonSettings, post: Callable[[ButtonEvent], None]) -> Buttons | None:
-    """The configured talk button and mute switch, or None when none is set or there is no GPIO."""
-    if settings.pin is None and settings.mute_pin is None:
+def open_buttons(settings: ButtonSettings, post: Callable[[ButtonEvent], None],
+                 on_volume: Callable[[int], None] | None = None) -> Buttons | None:
+    """The configured buttons (talk, mute, volume, encoder), or None when none is set or there is
+    no GPIO. on_volume gets +1 or -1 per volume press or encoder detent (see Buttons)."""
+    if not settings.pins():
         return None
     if not pin_factory_available():
         return None
-    return _open("buttons", "button", lambda: Buttons(settings, post))
+    return _open("buttons", "button", lambda: Buttons(settings, post, on_volume=on_volume))
 
 
-def open_lights(settings: LedSettings) -> StateLights | None:
-    """The configured state lights, or None when leds.kind is none or there is no GPIO."""
+def open_lights(settings: LedSettings) -> PatternLights | None:
+    """The configured state lights, or None when leds.kind is none or they cannot be opened
+    (no GPIO for pin LEDs, no SPI device for an apa102 chain: one warning names the fix)."""
     if settings.kind == "none":
         return None
+    if settings.kind == "apa102":
+        from agent.gpio.apa102 import APA102Lights
+        try:
+            return APA102Lights(settings)
+        except HardwareError as e:
+            log.warning("leds: %s; running without the LEDs", e)
+            return None
     if not pin_factory_available():
         return None
     return _open("LEDs", "leds", lambda: StateLights(settings))

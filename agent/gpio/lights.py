@@ -1,7 +1,9 @@
 """State lights: each conversation state shown as a pattern on plain LEDs or one RGB LED.
 
-Patterns run in gpiozero's background threads; show() starts one and returns at once, and a new
-state stops the old pattern before it starts its own.
+Patterns run in background threads; show() starts one and returns at once, and a new state stops
+the old pattern before it starts its own. PatternLights is what every kind of LED shares (which
+state shows what, the volume level shown for a moment, close); StateLights drives GPIO pins
+through gpiozero, agent.gpio.apa102 an SPI chain.
 """
 
 from __future__ import annotations
@@ -14,27 +16,134 @@ from agent.state import State
 
 log = logging.getLogger(__name__)
 
-# (on_time, off_time, fade_in, fade_out) in seconds of each moving pattern.
+# (on_time, off_time, fade_in, fade_out) in seconds of each moving pattern; a spin is a blink
+# where there is no ring of LEDs to go round.
 TIMINGS = {
     "blink": (0.5, 0.5, 0.0, 0.0),
     "fast_blink": (0.1, 0.1, 0.0, 0.0),
     "slow_blink": (0.5, 1.5, 0.0, 0.0),
     "pulse": (0.0, 0.0, 1.0, 1.0),
+    "spin": (0.5, 0.5, 0.0, 0.0),
 }
 _PULSE_WITHOUT_PWM = (1.0, 1.0, 0.0, 0.0)
+LEVEL_S = 1.5  # how long a new volume level shows before the state's pattern comes back
 
 
-class StateLights:
-    """Shows the conversation's state (and a ringing timer) on the LEDs of [leds]."""
+class PatternLights:
+    """Which pattern shows when: one per state (and 'ring', and a volume level for a moment).
+
+    A kind of LED implements _start(name), _show_level(fraction) and _dark(), called with the lock
+    held and never blocking (a moving pattern runs in its own thread), and _release(), called once
+    by close().
+    """
+
+    def __init__(self, settings: LedSettings):
+        self._settings = settings
+        self._lights = settings.lights()
+        self._lock = threading.Lock()
+        self._showing: str | None = None
+        self._under: str | None = None  # what the level display covers, shown again after it
+        self._level_timer: threading.Timer | None = None
+        self._closed = False
+
+    @property
+    def showing(self) -> str | None:
+        """The state (value), 'ring' or 'level' shown now; None before the first show()."""
+        return self._showing
+
+    def show(self, state: State) -> None:
+        """Show a state's pattern; the same state again leaves the running pattern alone."""
+        self._apply(state.value)
+
+    def ring(self) -> None:
+        """Show the timer-ringing pattern until the next show()."""
+        self._apply("ring")
+
+    def level(self, percent: int) -> None:
+        """Show a volume level (0-100) for LEVEL_S, then the pattern it covered; show() ends it early."""
+        with self._lock:
+            if self._closed:
+                return
+            self._stop_level_timer()
+            if self._showing != "level":
+                self._under = self._showing
+            self._showing = "level"
+            self._show_level(max(0, min(100, percent)) / 100)
+            timer = self._level_timer = threading.Timer(LEVEL_S, self._level_over)
+            timer.daemon = True
+            timer.start()
+
+    def off(self) -> None:
+        """All LEDs off (until the next show())."""
+        with self._lock:
+            if self._closed:
+                return
+            self._stop_level_timer()
+            self._showing = None
+            self._dark()
+
+    def _apply(self, name: str) -> None:
+        with self._lock:
+            if self._closed or name == self._showing:
+                return
+            self._stop_level_timer()
+            self._showing = name
+            self._start(name)
+
+    def _level_over(self) -> None:
+        with self._lock:
+            if self._closed or threading.current_thread() is not self._level_timer:
+                return  # a state or a newer level came in meanwhile
+            self._level_timer = None
+            self._showing = self._under
+            if self._under is None:
+                self._dark()
+            else:
+                self._start(self._under)
+
+    def _stop_level_timer(self) -> None:
+        if self._level_timer is not None:
+            self._level_timer.cancel()
+            self._level_timer = None
+
+    def close(self) -> None:
+        """Turn the LEDs off and release them; safe to call twice."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._stop_level_timer()
+        self._release()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- what a kind of LED does -------------------------------------------------------------
+
+    def _start(self, name: str) -> None:
+        """Show the light of `name` (a state's value or 'ring')."""
+        raise NotImplementedError
+
+    def _show_level(self, fraction: float) -> None:
+        raise NotImplementedError
+
+    def _dark(self) -> None:
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        raise NotImplementedError
+
+
+class StateLights(PatternLights):
+    """Shows the conversation's state (and a ringing timer) on the GPIO LEDs of [leds]."""
 
     def __init__(self, settings: LedSettings, *, pin_factory=None):
         from gpiozero import LED, PWMLED, RGBLED
-        self._settings = settings
-        self._lights = settings.lights()
+        super().__init__(settings)
         self._pwm = settings.pwm
-        self._lock = threading.Lock()
-        self._showing: str | None = None
-        self._closed = False
         self._leds: dict = {}
         self._rgb = None
         try:
@@ -50,43 +159,30 @@ class StateLights:
             self.close()
             raise
 
-    @property
-    def showing(self) -> str | None:
-        """The state (value) or 'ring' shown now; None before the first show()."""
-        return self._showing
+    def _start(self, name: str) -> None:
+        light = self._lights[name]
+        if self._rgb is not None:
+            self._show_rgb(light)
+        elif self._leds:
+            self._show_single(light)
 
-    def show(self, state: State) -> None:
-        """Show a state's pattern; the same state again leaves the running pattern alone."""
-        self._apply(state.value)
-
-    def ring(self) -> None:
-        """Show the timer-ringing pattern until the next show()."""
-        self._apply("ring")
-
-    def off(self) -> None:
-        """All LEDs off (until the next show())."""
-        with self._lock:
-            if self._closed:
-                return
-            self._showing = None
-            self._all_off()
-
-    def _apply(self, name: str) -> None:
-        with self._lock:
-            if self._closed or name == self._showing:
-                return
-            self._showing = name
-            light = self._lights[name]
-            if self._rgb is not None:
-                self._show_rgb(light)
-            elif self._leds:
-                self._show_single(light)
-
-    def _all_off(self) -> None:
+    def _dark(self) -> None:
         for led in self._leds.values():
             led.off()
         if self._rgb is not None:
             self._rgb.off()
+
+    def _show_level(self, fraction: float) -> None:
+        # The listening LED (or white on an RGB LED) at the level's brightness; lit at all without PWM.
+        value = fraction if self._pwm else float(fraction > 0)
+        if self._rgb is not None:
+            self._rgb.color = (value, value, value)
+        elif self._leds:
+            target = self._pick(self._lights["listening"])
+            for led in self._leds.values():
+                if led is not target:
+                    led.off()
+            target.value = value
 
     def _pick(self, light: LightSettings):
         return self._leds.get(light.led) or next(iter(self._leds.values()))
@@ -136,12 +232,8 @@ class StateLights:
             return _PULSE_WITHOUT_PWM
         return TIMINGS[pattern]
 
-    def close(self) -> None:
-        """Turn the LEDs off and release their pins; safe to call twice."""
+    def _release(self) -> None:
         with self._lock:
-            if self._closed:
-                return
-            self._closed = True
             devices = list(self._leds.values()) + ([self._rgb] if self._rgb is not None else [])
             self._leds, self._rgb = {}, None
         for device in devices:
@@ -149,9 +241,3 @@ class StateLights:
                 device.off()
             finally:
                 device.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

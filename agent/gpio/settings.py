@@ -8,7 +8,7 @@ from pydantic import Field, field_validator, model_validator
 from agent.section import Section
 from agent.state import State
 
-Pattern = Literal["off", "dim", "on", "blink", "fast_blink", "slow_blink", "pulse"]
+Pattern = Literal["off", "dim", "on", "blink", "fast_blink", "slow_blink", "pulse", "spin"]
 
 # Colour names an RGB LED understands, as (red, green, blue) 0..1; '#rrggbb' works too.
 COLORS = {
@@ -44,19 +44,48 @@ class ButtonSettings(Section):
     """Holding the talk button this long toggles mute."""
     mute_pin: int | None = Field(None, ge=0, le=27)
     """BCM pin of a mute switch (closed = muted, wired to ground, internal pull-up); unset: none."""
+    volume_up_pin: int | None = Field(None, ge=0, le=27)
+    """BCM pin of a volume-up button (wired to ground; held, it repeats); unset: none."""
+    volume_down_pin: int | None = Field(None, ge=0, le=27)
+    """BCM pin of a volume-down button (wired to ground; held, it repeats); unset: none."""
+    volume_step: int = Field(5, ge=1, le=50)
+    """Volume change in percent per button press or encoder detent."""
+    encoder_a_pin: int | None = Field(None, ge=0, le=27)
+    """BCM pin of a rotary encoder's A (CLK) contact; with encoder_b_pin, turning sets the volume."""
+    encoder_b_pin: int | None = Field(None, ge=0, le=27)
+    """BCM pin of the encoder's B (DT) contact; clockwise (A before B) turns the volume up."""
+    encoder_switch_pin: int | None = Field(None, ge=0, le=27)
+    """BCM pin of the encoder's push switch (SW, wired to ground); unset: none."""
+    encoder_switch: Literal["mute", "talk"] = "mute"
+    """What pushing the encoder does: mute (toggles mute) or talk (the same as the talk button)."""
 
     @model_validator(mode="after")
-    def _two_pins(self):
-        if self.pin is not None and self.pin == self.mute_pin:
-            raise ValueError(f"pin and mute_pin are both BCM {self.pin}; give the mute switch its own pin")
+    def _distinct_pins(self):
+        used: dict[int, str] = {}
+        for key in ("pin", "mute_pin", "volume_up_pin", "volume_down_pin", "encoder_a_pin",
+                    "encoder_b_pin", "encoder_switch_pin"):
+            pin = getattr(self, key)
+            if pin is None:
+                continue
+            if pin in used:
+                raise ValueError(f"{used[pin]} and {key} are both BCM {pin}; give each its own pin")
+            used[pin] = key
+        if (self.encoder_a_pin is None) != (self.encoder_b_pin is None):
+            raise ValueError("a rotary encoder needs both encoder_a_pin and encoder_b_pin")
         return self
+
+    def pins(self) -> dict[str, int]:
+        """Every configured pin by its key (pin, mute_pin, volume_up_pin, ...)."""
+        return {name: value for name, value in self.model_dump().items()
+                if name.endswith("pin") and value is not None}
 
 
 class LightSettings(Section):
     """[leds.states.<state>]: how one state (or 'ring') shows."""
 
     pattern: Pattern
-    """off, dim, on, blink, fast_blink, slow_blink or pulse (without PWM: dim is off, pulse blinks)."""
+    """off, dim, on, blink, fast_blink, slow_blink, pulse or spin (a dot going round an apa102
+    chain; plain and RGB LEDs blink); without PWM dim is off and pulse blinks."""
     color: str = "white"
     """rgb: a colour name (white, red, green, blue, cyan, magenta, yellow, orange, purple) or #rrggbb."""
     led: str = ""
@@ -87,13 +116,19 @@ DEFAULT_LIGHTS: dict[str, LightSettings] = {
     "error": _light("fast_blink", "red", "error"),
     "ring": _light("fast_blink", "yellow", "speaking"),
 }
+# A chain of LEDs (apa102) can show motion: a dot goes round while it waits for the server.
+CHAIN_LIGHTS: dict[str, LightSettings] = {
+    "connecting": _light("spin", "blue", "listening"),
+    "thinking": _light("spin", "cyan", "listening"),
+}
 
 
 class LedSettings(Section):
     """[leds]: state lights."""
 
-    kind: Literal["none", "single", "rgb"] = "none"
-    """none, single (one or more plain LEDs, each with a role) or rgb (one RGB LED)."""
+    kind: Literal["none", "single", "rgb", "apa102"] = "none"
+    """none, single (plain LEDs, each with a role), rgb (one RGB LED on three pins) or apa102 (a
+    chain of APA102/DotStar/SK9822 RGB LEDs on the SPI bus, e.g. the ReSpeaker HAT's three)."""
     pins: dict[str, int] = {}
     """single: role -> BCM pin (roles the defaults use: listening, speaking, error); rgb: red, green, blue."""
     active_high: bool = True
@@ -102,6 +137,16 @@ class LedSettings(Section):
     """Use PWM (dimming and pulsing); false for plain on/off."""
     dim_level: float = Field(0.1, gt=0, le=1)
     """Brightness of the 'dim' pattern (0..1)."""
+    count: int = Field(3, ge=1, le=256)
+    """apa102: LEDs in the chain (the ReSpeaker 2-Mic HAT has 3)."""
+    brightness: int = Field(8, ge=1, le=31)
+    """apa102: the chain's global brightness, 1-31 (the chip's 5-bit current level; 31 is glaring)."""
+    spi_bus: int = Field(0, ge=0, le=6)
+    """apa102: SPI bus B of /dev/spidevB.D (0 is the header's SPI0: MOSI BCM 10, SCLK BCM 11)."""
+    spi_device: int = Field(0, ge=0, le=3)
+    """apa102: chip-select D of /dev/spidevB.D (APA102 ignores it; either one of the bus works)."""
+    spi_speed_hz: int = Field(8_000_000, ge=100_000, le=32_000_000)
+    """apa102: SPI clock in Hz (lower it for long wires)."""
     states: dict[str, LightSettings] = {}
     """Per state (idle, connecting, listening, thinking, speaking, follow_up, reconnecting, muted, error,
     ring): a pattern, colour and LED replacing the default for that state."""
@@ -132,8 +177,17 @@ class LedSettings(Section):
                              "(e.g. {red = 17, green = 27, blue = 22})")
         if self.kind == "single" and not self.pins:
             raise ValueError("single LEDs need at least one pin (e.g. pins = {listening = 17})")
+        if self.kind == "apa102" and self.pins:
+            raise ValueError("apa102 LEDs are on the SPI bus, not on pins: remove pins and set "
+                             "spi_bus and spi_device")
         return self
 
+    @property
+    def spi_path(self) -> str:
+        """apa102: the kernel's SPI device file, /dev/spidevB.D."""
+        return f"/dev/spidev{self.spi_bus}.{self.spi_device}"
+
     def lights(self) -> dict[str, LightSettings]:
-        """Every state's light: the defaults with the configured ones over them."""
-        return {**DEFAULT_LIGHTS, **self.states}
+        """Every state's light: the defaults (with motion on an apa102 chain), the configured over them."""
+        chain = CHAIN_LIGHTS if self.kind == "apa102" else {}
+        return {**DEFAULT_LIGHTS, **chain, **self.states}
