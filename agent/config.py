@@ -8,8 +8,10 @@ from typing import Literal
 from pydantic import Field, ValidationError
 
 from agent.audio.settings import AudioSettings
+from agent.boards import HardwareSettings, apply_board
 from agent.errors import ConfigError
 from agent.gpio.settings import ButtonSettings, LedSettings
+from agent.hooks import HookSettings
 from agent.realtime.settings import ReconnectSettings, ServerSettings, SessionSettings
 from agent.secrets import find_secret
 from agent.section import Section
@@ -45,6 +47,8 @@ class SoundSettings(Section):
     """WAV played on an error."""
     ring: str = ""
     """WAV played (repeatedly) while a timer rings."""
+    volume: str = ""
+    """WAV played at the new level when a volume button or knob is turned (outside a session)."""
     enabled: bool = True
     """Play earcons at all."""
 
@@ -67,6 +71,8 @@ class Settings(Section):
     """What the session asks of the model."""
     reconnect: ReconnectSettings = ReconnectSettings()
     """Retry policy."""
+    hardware: HardwareSettings = HardwareSettings()
+    """The board (a preset under the audio, button and LED settings)."""
     audio: AudioSettings = AudioSettings()
     """Microphone and speaker."""
     wake: WakeSettings = WakeSettings()
@@ -75,6 +81,8 @@ class Settings(Section):
     """Buttons."""
     leds: LedSettings = LedSettings()
     """State lights."""
+    hooks: HookSettings = HookSettings()
+    """A program run on state changes and events."""
     echo: EchoSettings = EchoSettings()
     """Echo cancellation and barge-in."""
     sounds: SoundSettings = SoundSettings()
@@ -134,7 +142,7 @@ def _describe(err: dict) -> str:
 def parse(data: dict, path: Path | None = None) -> Config:
     """Settings from a parsed TOML document; ConfigError names every bad key."""
     try:
-        settings = Settings.model_validate(data)
+        settings = Settings.model_validate(apply_board(data))
     except ValidationError as e:
         where = f" in {path}" if path else ""
         problems = "; ".join(_describe(err) for err in e.errors())

@@ -6,13 +6,17 @@ import logging
 import signal
 import threading
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from agent import config as config_mod
 from agent.config import Config
 from agent.conversation import Conversation, Reopen
 from agent.errors import MiraAgentError, SecretError
 from agent.state import State
+
+if TYPE_CHECKING:
+    from agent.hooks import HookRunner
+    from agent.volume import VolumeStore
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +28,10 @@ class Parts:
     closers: list[Callable[[], None]] = field(default_factory=list)
     bridge: DeviceBridge | None = None
     """What the tools control; a toolbox rebuilt on reload gets the same one."""
+    hooks: HookRunner | None = None
+    """The [hooks] program's runner; a reload gives it the new settings."""
+    on_volume: Callable[[int], None] | None = None
+    """What volume buttons and the encoder call (+1/-1); buttons reopened on reload get it too."""
 
     def add(self, part):
         if part is not None and hasattr(part, "close"):
@@ -43,12 +51,13 @@ class DeviceBridge:
     """What the built-in tools control (volume, mute, goodbye, timers), handed to the conversation."""
 
     def __init__(self, speaker, post: Callable[..., None], volume: int, *, ring_s: float,
-                 max_timers: int):
+                 max_timers: int, store: VolumeStore | None = None):
         from agent.tools.timers import Timers
 
         self._speaker = speaker
         self._post = post
         self._volume = volume
+        self._store = store  # every change is kept for the next start
         self.timers = Timers(on_ring=lambda t: post("timer_ring", t),
                              on_quiet=lambda: post("timer_quiet"), ring_s=ring_s,
                              max_timers=max_timers)
@@ -63,6 +72,8 @@ class DeviceBridge:
             set_volume(self._volume)
         else:
             self._speaker.buffer.volume = self._volume
+        if self._store is not None:
+            self._store.save(self._volume)
 
     def set_muted(self, muted: bool) -> None:
         self._post("mute", bool(muted))
@@ -95,7 +106,9 @@ def build_conversation(config: Config, parts: Parts, *, api_key: str | None = No
     from agent.tools.toolbox import Toolbox
 
     from agent.gpio.factory import open_buttons, open_lights
+    from agent.hooks import open_hooks
     from agent.sounds.earcons import load_earcons
+    from agent.volume import VolumeKnob, VolumeStore
     from agent.wake.factory import open_detector
 
     earcons = load_earcons(s.sounds, config.resolve)
@@ -105,28 +118,40 @@ def build_conversation(config: Config, parts: Parts, *, api_key: str | None = No
         if posted:
             posted[0].post("device", ok, message)
 
-    speaker = parts.add(open_speaker(s.audio, config.resolve, on_state=device_state))
+    store = VolumeStore.from_environment()  # the volume last chosen wins over [audio] volume
+    saved = store.load()
+    audio = s.audio if saved is None else s.audio.model_copy(update={"volume": saved})
+    speaker = parts.add(open_speaker(audio, config.resolve, on_state=device_state))
     mic = parts.add(open_microphone(s.audio, config.resolve, on_state=device_state))
     # WAV files have no acoustic echo (and the file backend's tests compare exact samples)
     echo = parts.add(open_echo_canceller(s.echo, speaker)) if s.audio.backend == "alsa" else None
     voice = VoiceActivity.from_settings(s.echo) if echo is not None else None
     detector = parts.add(open_detector(s.wake, base_dir=config.base_dir))
     lights = parts.add(open_lights(s.leds))
+    hooks = parts.hooks = parts.add(open_hooks(s.hooks, config.resolve, secrets=(key,)))
+
+    def state_changed(state: State, reason: str) -> None:
+        if on_state is not None:
+            on_state(state, reason)
+        hooks.state(state, reason)
+
     conversation = Conversation(config, api_key=key, mic=mic, speaker=speaker, detector=detector,
                                 lights=lights, earcons=earcons, echo=echo, voice=voice,
-                                on_state=on_state, trigger_on_start=trigger_on_start,
-                                watchdog=watchdog)
+                                on_state=state_changed, on_event=hooks.event,
+                                trigger_on_start=trigger_on_start, watchdog=watchdog)
     posted.append(conversation)
-    conversation.buttons = parts.add(open_buttons(s.button, conversation.on_button))
-    bridge = parts.bridge = parts.add(DeviceBridge(speaker, conversation.post, s.audio.volume,
+    bridge = parts.bridge = parts.add(DeviceBridge(speaker, conversation.post, audio.volume,
                                                    ring_s=s.toolbox.timer_ring_s,
-                                                   max_timers=s.toolbox.max_timers))
+                                                   max_timers=s.toolbox.max_timers, store=store))
+    parts.on_volume = VolumeKnob(bridge, conversation, on_change=hooks.volume).post
+    conversation.buttons = parts.add(open_buttons(s.button, conversation.on_button, parts.on_volume))
     conversation.timers = bridge.timers
     conversation.toolbox = parts.add(Toolbox(s.tools, bridge, config.resolve, builtins=s.toolbox.builtins))
     return conversation
 
 
-def rebuild_parts(old: Config, new: Config, parts: Parts, on_button: Callable) -> dict:
+def rebuild_parts(old: Config, new: Config, parts: Parts, on_button: Callable, *,
+                  api_key: str | None = None) -> dict:
     """The parts a reloaded config changes, built but not swapped in (the loop does that).
 
     A MiraAgentError means the new config cannot run: whatever was built is closed again. LEDs
@@ -151,7 +176,9 @@ def rebuild_parts(old: Config, new: Config, parts: Parts, on_button: Callable) -
     if s.leds != old.settings.leds:
         built["lights"] = Reopen(lambda: parts.add(open_lights(s.leds)))
     if s.button != old.settings.button:
-        built["buttons"] = Reopen(lambda: parts.add(open_buttons(s.button, on_button)))
+        built["buttons"] = Reopen(lambda: parts.add(open_buttons(s.button, on_button, parts.on_volume)))
+    if parts.hooks is not None:  # last: nothing after it can refuse the new config
+        parts.hooks.configure(s.hooks, new.resolve, secrets=(api_key,) if api_key else ())
     return built
 
 
@@ -200,7 +227,7 @@ def _install_signals(conversation: Conversation, parts: Parts, config_path: str,
         try:
             new = config_mod.load(config_path)
             key = require_api_key(new)  # a fixed key is the usual reason for a reload
-            rebuilt = rebuild_parts(conversation.config, new, parts, conversation.on_button)
+            rebuilt = rebuild_parts(conversation.config, new, parts, conversation.on_button, api_key=key)
         except MiraAgentError as e:
             log.error("SIGHUP: the new config is refused, the old one stays: %s", e)
             notifier.ready(f"{conversation.state.value}: new config refused: {e}")

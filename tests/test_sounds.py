@@ -78,9 +78,9 @@ def test_builtins_are_made_once_and_cannot_be_changed_by_a_caller():
 
 
 def test_load_earcons_gives_every_builtin_by_default():
-    """With an empty [sounds], all four names map to the built-in tones."""
+    """With an empty [sounds], all five names map to the built-in tones."""
     sounds = load_earcons(Settings().sounds)
-    assert set(sounds) == {"wake", "end", "error", "ring"}
+    assert set(sounds) == {"wake", "end", "error", "ring", "volume"}
     assert all(sounds[n] is tone(n) for n in EARCONS)
 
 

@@ -217,7 +217,7 @@ def _pins(cfg: config_mod.Config) -> list[int]:
     from agent.tools.settings import GpioAction
 
     s = cfg.settings
-    pins = [p for p in (s.button.pin, s.button.mute_pin) if p is not None]
+    pins = list(s.button.pins().values())
     if s.leds.kind != "none":
         pins += list(s.leds.pins.values())
     pins += [t.action.pin for t in s.tools if isinstance(t.action, GpioAction)]
@@ -277,6 +277,36 @@ def check_tools(cfg: config_mod.Config, sandbox: Sandbox | None) -> list[CheckRo
     for tool in tools_to_check(cfg):
         found = check_tool(tool, cfg, sandbox)
         rows.append(CheckRow(f"tool {tool.name}", found.ok, found.detail, found.fix))
+    return rows
+
+
+# --- board and LED chain ----------------------------------------------------------------------
+
+def check_board(cfg: config_mod.Config) -> list[CheckRow]:
+    """What [hardware] board chose (and what the config overrides); an apa102 chain's SPI device."""
+    from agent.boards import chosen
+    from agent.gpio.spi import ENABLE_SPI
+
+    s = cfg.settings
+    rows = []
+    if s.hardware.board == "none":
+        rows.append(CheckRow("board", None, "none: devices, pins and LEDs come from the config alone"))
+    else:
+        picks = chosen(s)
+        kept = ", ".join(f"{k} = {v!r}" for k, v, board in picks if board)
+        own = ", ".join(f"{k} = {v!r}" for k, v, board in picks if not board)
+        rows.append(CheckRow("board", True, f"{s.hardware.board} chose {kept or 'nothing'}"
+                             + (f"; the config sets {own}" if own else "")))
+    if s.leds.kind == "apa102":
+        path = Path(s.leds.spi_path)
+        if not path.exists():
+            rows.append(CheckRow("LEDs", False, f"apa102: {path} does not exist", ENABLE_SPI))
+        elif not os.access(path, os.W_OK):
+            rows.append(CheckRow("LEDs", False, f"apa102: {path} is not writable by this user",
+                                 "run as a user in the spi group (the service's user is)"))
+        else:
+            rows.append(CheckRow("LEDs", True, f"apa102: {s.leds.count} LEDs on {path} at "
+                                 f"{s.leds.spi_speed_hz / 1e6:g} MHz"))
     return rows
 
 
@@ -366,6 +396,7 @@ def run_checks(config_path: str | Path, *, offline: bool = False,
     gpio = _guard("GPIO", check_gpio, cfg)
     rows += wake + gpio
     rows += _guard("trigger", check_trigger, cfg, wake[0], gpio[0])
+    rows += _guard("board", check_board, cfg)
     rows += _guard("tools", check_tools, cfg, sandbox)
     if offline:
         rows.append(CheckRow("server", None, "not checked (--offline)"))

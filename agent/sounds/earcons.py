@@ -13,7 +13,7 @@ from agent.audio.base import SAMPLE_RATE
 from agent.errors import ConfigError
 from agent.sounds.tones import tone
 
-EARCONS = ("wake", "end", "error", "ring")
+EARCONS = ("wake", "end", "error", "ring", "volume")
 MAX_SECONDS = 30.0
 
 
@@ -50,7 +50,8 @@ def load_wav(path: Path, key: str) -> np.ndarray:
 
 
 def load_earcons(settings, resolve: Callable[[str], Path] = Path) -> dict[str, np.ndarray]:
-    """name -> 24 kHz int16 earcon for wake, end, error and ring: the configured WAV or the built-in tone.
+    """name -> 24 kHz int16 earcon for wake, end, error, ring and volume: the configured WAV or the
+    built-in tone.
 
     settings is a SoundSettings ([sounds]); resolve turns a configured path into a file (Config.resolve,
     relative to the config's folder). With sounds.enabled = false: an empty dict.
@@ -59,6 +60,6 @@ def load_earcons(settings, resolve: Callable[[str], Path] = Path) -> dict[str, n
         return {}
     sounds = {}
     for name in EARCONS:
-        path = getattr(settings, name, "")  # 'ring' is optional in older configs
+        path = getattr(settings, name, "")  # 'ring' and 'volume' are optional in older configs
         sounds[name] = load_wav(resolve(path), f"sounds.{name}") if path else tone(name)
     return sounds

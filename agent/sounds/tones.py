@@ -41,7 +41,7 @@ def _pcm(parts: list[np.ndarray]) -> np.ndarray:
 
 @lru_cache(maxsize=None)
 def tone(name: str) -> np.ndarray:
-    """The built-in earcon called name (wake, end, error, ring) as 24 kHz int16, read-only."""
+    """The built-in earcon called name (wake, end, error, ring, volume) as 24 kHz int16, read-only."""
     if name == "wake":  # rising E5 -> A5: "I'm listening"
         return _pcm([_note((659.25,), 0.07, 8), _note((880.0,), 0.11, 10)])
     if name == "end":  # falling A5 -> E5: "done"
@@ -52,4 +52,6 @@ def tone(name: str) -> np.ndarray:
     if name == "ring":  # two bright A5 + C#6 bursts, then a pause: loop it while a timer rings
         burst = _note((880.0, 1108.73), 0.35)
         return _pcm([burst, _silence(0.15), burst, _silence(0.65)])
+    if name == "volume":  # one short, soft E6 tick: heard at the new volume, over in a blink
+        return _pcm([_note((1318.5,), 0.06, 30)])
     raise KeyError(f"no built-in earcon {name!r}")

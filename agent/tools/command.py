@@ -45,7 +45,12 @@ def environment(allow: list[str]) -> dict[str, str]:
 
 def program(action: CommandAction, resolve: Callable[[str], Path]) -> str:
     """argv[0]: a path with a / is relative to the config folder; a bare name is looked up in PATH."""
-    return str(resolve(action.argv[0])) if "/" in action.argv[0] else action.argv[0]
+    return program_path(action.argv[0], resolve)
+
+
+def program_path(name: str, resolve: Callable[[str], Path]) -> str:
+    """A program named in the config: a path with a / relative to the config folder, else a bare name."""
+    return str(resolve(name)) if "/" in name else name
 
 
 def find_program(action: CommandAction, resolve: Callable[[str], Path]) -> str | None:
@@ -58,30 +63,42 @@ def run_command(action: CommandAction, arguments: dict[str, Any],
     """The program's stdout (bounded); ToolError on a timeout, a start failure or a non-zero exit."""
     argv = build_argv(action, arguments)
     argv[0] = program(action, resolve)
-    cwd = resolve(action.cwd or ".")
+    out, truncated = run_program(argv, cwd=resolve(action.cwd or "."), env=environment(action.env_allow),
+                                 timeout_s=action.timeout_s, max_output_bytes=action.max_output_bytes)
+    text = out.decode("utf-8", "replace").rstrip()
+    if truncated:
+        text += " [output truncated]"
+    return text or json.dumps({"ok": True})
+
+
+def run_program(argv: list[str], *, cwd: Path, env: dict[str, str], timeout_s: float,
+                max_output_bytes: int,
+                started: Callable[[subprocess.Popen], None] | None = None) -> tuple[bytes, bool]:
+    """Run argv (no shell, stdin empty, its own session) to its end: (stdout kept, truncated).
+
+    ToolError, naming the program, on a start failure, a timeout (it and everything it started are
+    killed) or a non-zero exit (with the tail of its stderr). `started` gets the process at once.
+    """
     if not cwd.is_dir():
         raise ToolError(f"the working directory {cwd} does not exist")
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, cwd=cwd,
-                                env=environment(action.env_allow), start_new_session=True)
+                                stderr=subprocess.PIPE, cwd=cwd, env=env, start_new_session=True)
     except OSError as e:
         raise ToolError(f"cannot start {Path(argv[0]).name}: {e.strerror or e}") from None
+    if started is not None:
+        started(proc)
     with proc:
-        out, err, finished = _collect(proc, action.max_output_bytes, time.monotonic() + action.timeout_s)
+        out, err, finished = _collect(proc, max_output_bytes, time.monotonic() + timeout_s)
         if not finished:
-            _kill_group(proc)
-            raise ToolError(f"{Path(argv[0]).name} timed out after {action.timeout_s:g} s and was "
-                            f"stopped")
+            kill_group(proc)
+            raise ToolError(f"{Path(argv[0]).name} timed out after {timeout_s:g} s and was stopped")
     if proc.returncode != 0:
         how = (f"was killed by signal {-proc.returncode}" if proc.returncode < 0
                else f"exited with status {proc.returncode}")
         tail = err.decode("utf-8", "replace").strip()
         raise ToolError(f"{Path(argv[0]).name} {how}" + (f": {tail}" if tail else ""))
-    text = out[0].decode("utf-8", "replace").rstrip()
-    if out[1]:
-        text += " [output truncated]"
-    return text or json.dumps({"ok": True})
+    return out
 
 
 def _collect(proc: subprocess.Popen, max_out: int, deadline: float):
@@ -111,7 +128,7 @@ def _collect(proc: subprocess.Popen, max_out: int, deadline: float):
     return (bytes(out), truncated), bytes(err), True
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def kill_group(proc: subprocess.Popen) -> None:
     """SIGKILL the program and everything it started (its own session and process group)."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)

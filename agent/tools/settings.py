@@ -55,10 +55,7 @@ class CommandAction(Section):
     @field_validator("env_allow")
     @classmethod
     def _env_names(cls, names: list[str]) -> list[str]:
-        for n in names:
-            if not _ENV_NAME.match(n):
-                raise ValueError(f"{n!r} is not an environment variable name")
-        return names
+        return check_env_names(names)
 
 
 class HttpAction(Section):
@@ -112,6 +109,14 @@ Action = Annotated[
     Union[GpioAction, CommandAction, HttpAction, BuiltinAction],
     Field(discriminator="kind"),
 ]
+
+
+def check_env_names(names: list[str]) -> list[str]:
+    """env_allow: every entry an environment variable name."""
+    for n in names:
+        if not _ENV_NAME.match(n):
+            raise ValueError(f"{n!r} is not an environment variable name")
+    return names
 
 
 def check_http_url(url: str) -> None:
