@@ -317,3 +317,15 @@ def test_a_single_led_spins_as_a_blink():
     """spin on a chain of one: on, off at the blink's pace (nothing to go round)."""
     p = pattern(LightSettings(pattern="spin", color="red"), 1, 0.1)
     assert p.frames == (((255, 0, 0),), ((0, 0, 0),)) and p.step_s == 0.5
+
+
+def test_the_respeaker_page_shows_the_looks_the_code_has():
+    """hardware/respeaker-2mic.md's table of states: the pattern and colour of each are the apa102
+    chain's defaults, and every state (and ring) is in it."""
+    import re
+    from pathlib import Path
+    page = Path(__file__).resolve().parent.parent / "hardware" / "respeaker-2mic.md"
+    rows = re.findall(r"^\| (\w+) \| (\w+) \| (\w+) \|", page.read_text(), re.M)
+    table = {state: (look, color) for state, look, color in rows if state not in ("state",)}
+    code = {name: (light.pattern, light.color) for name, light in LedSettings(kind="apa102").lights().items()}
+    assert table == code

@@ -389,3 +389,25 @@ def test_the_examples_pass_shellcheck():
     done = subprocess.run(["shellcheck", *sorted(str(p) for p in EXAMPLES.glob("*.sh"))],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout
+
+
+def test_a_reload_gives_the_runner_the_new_hook(tmp_path):
+    """SIGHUP's rebuild_parts hands the new [hooks] to the running runner: the next event runs
+    the new program (with the reloaded key blanked in its details)."""
+    from agent.config import parse as parse_config
+    from agent.daemon import Parts, rebuild_parts
+
+    script(tmp_path, "record.sh", RECORD)
+    old = parse_config({}, tmp_path / "agent.toml")
+    new = parse_config({"hooks": {"argv": ["./record.sh", "events.txt"]}}, tmp_path / "agent.toml")
+    parts = Parts()
+    parts.hooks = HookRunner(old.settings.hooks, old.resolve)
+    try:
+        parts.hooks.state(State.LISTENING, "before the reload")
+        rebuild_parts(old, new, parts, lambda event: None, api_key="sk-mira-reloaded")
+        parts.hooks.event("error", {"message": "bad key sk-mira-reloaded"})
+        (run,) = wait_runs(tmp_path / "events.txt", 1)
+    finally:
+        parts.close()
+        parts.hooks.close()
+    assert (run["MIRA_EVENT"], run["MIRA_STATE"], run["MIRA_MESSAGE"]) == ("error", "listening", "bad key ***")
