@@ -14,6 +14,13 @@ engine; a few ms of start-up delay are covered once with silence, then every 20 
 gives one out. WebRTC's output is what the daemon uses (wake word, sending); its suppressor
 also swallows the user while the echo is louder, so voice barge-in listens to LinearEcho's
 residual instead. Buffers are preallocated; per frame only numpy's and soxr's temporaries.
+
+It works only while there is something to cancel: while the speaker plays and for HOLD_S
+after (the echo's delay and tail). Otherwise (a device waiting for its wake word) each frame
+only takes its far block, to keep the pairing, and comes out as it went in, delayed by the
+same few ms the processing adds, so nothing is lost or repeated when processing stops or
+starts again. WebRTC and the linear model keep what they learnt across the gap: the far end
+and the microphone pause together, so the echo's delay is the same when the next reply starts.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ APM_FRAME = APM_RATE // 100  # WebRTC takes 10 ms frames
 MAX_LEAD_S = 1.0  # played audio waiting for its microphone frames beyond which we start over
 CUSHION = 2       # blocks kept waiting (one for this frame, one for jitter)
 TRIM_FRAMES = 50  # frames (1 s) over which a surplus must persist to be trimmed
+HOLD_S = 0.6      # after the last audible far block, its echo may still come (delay + tail)
 
 
 class _Fifo:
@@ -260,6 +268,56 @@ def _db(x: np.ndarray) -> float:
     return 10.0 * float(np.log10(float(np.dot(x, x)) / (len(x) * 32768.0 ** 2) + 1e-12))
 
 
+# a far block's energy (int16 scale, summed) above which it is audible: LinearEcho's threshold
+_FAR_ACTIVE_ENERGY = FRAME_SAMPLES * 32768.0 ** 2 * 10 ** (LinearEcho.FAR_ACTIVE_DB / 10)
+
+
+def _stream(in_rate: int, out_rate: int) -> soxr.ResampleStream:
+    return soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality="HQ",
+                               vr=True)  # steady chunks, ~2 ms delay
+
+
+_DELAYS: dict[bool, int] = {}
+
+
+def _pipeline_delay(noise_suppression: bool) -> int:
+    """Samples by which the canceller's output lags its input: what the resamplers hold back
+    from their first frame plus WebRTC's own delay (its band split, its noise suppressor's
+    look-ahead), which grows once it has a far end. Measured once per setting: noise through
+    the same chain on a throwaway module fed a silent far end, output against input."""
+    if noise_suppression not in _DELAYS:
+        from livekit import rtc
+
+        up, down = _stream(SAMPLE_RATE, APM_RATE), _stream(APM_RATE, SAMPLE_RATE)
+        apm = rtc.AudioProcessingModule(echo_cancellation=True,
+                                        noise_suppression=noise_suppression,
+                                        high_pass_filter=True, auto_gain_control=False)
+        data = bytearray(2 * APM_FRAME)
+        frame, pcm = rtc.AudioFrame(data, APM_RATE, 1, APM_FRAME), np.frombuffer(data, np.int16)
+        quiet = rtc.AudioFrame(bytearray(2 * APM_FRAME), APM_RATE, 1, APM_FRAME)
+        x = np.random.default_rng(0).integers(-3000, 3000, 50 * FRAME_SAMPLES)
+        held, outs = np.zeros(0, dtype=np.float32), []
+        for i in range(0, len(x), FRAME_SAMPLES):
+            held = np.concatenate((held, up.resample_chunk(x[i:i + FRAME_SAMPLES]
+                                                           .astype(np.float32))))
+            whole = len(held) // APM_FRAME * APM_FRAME
+            for j in range(0, whole, APM_FRAME):
+                apm.process_reverse_stream(quiet)  # a far end, silent (WebRTC delays with one)
+                pcm[:] = np.rint(held[j:j + APM_FRAME])
+                apm.process_stream(frame)
+                held[j:j + APM_FRAME] = pcm
+            outs.append(down.resample_chunk(held[:whole]))
+            held = held[whole:]
+        y = np.concatenate(outs)
+        y = np.concatenate((np.zeros(len(x) - len(y)), y))  # the start, padded as process() does
+        half = len(x) // 2  # past the suppressor's first estimate
+        size = 1 << int(np.ceil(np.log2(2 * len(x))))
+        corr = np.fft.irfft(np.fft.rfft(y[half:], size)
+                            * np.conj(np.fft.rfft(x[half:].astype(np.float64), size)), size)
+        _DELAYS[noise_suppression] = int(np.argmax(corr[:4 * FRAME_SAMPLES]))
+    return _DELAYS[noise_suppression]
+
+
 class EchoCanceller:
     """Removes the speaker's echo (and steady noise) from 24 kHz 20 ms microphone frames.
 
@@ -286,11 +344,9 @@ class EchoCanceller:
         self._far_pcm = np.frombuffer(self._far_bytes, dtype=np.int16)
         self._near_pcm = np.frombuffer(self._near_bytes, dtype=np.int16)
         self._scratch = np.zeros(APM_FRAME, dtype=np.float32)
-        stream = lambda a, b: soxr.ResampleStream(a, b, 1, dtype="float32", quality="HQ",  # noqa: E731
-                                                  vr=True)  # steady chunks, ~2 ms delay
-        self._far_up = stream(SAMPLE_RATE, APM_RATE)
-        self._near_up = stream(SAMPLE_RATE, APM_RATE)
-        self._down = stream(APM_RATE, SAMPLE_RATE)
+        self._far_up = _stream(SAMPLE_RATE, APM_RATE)
+        self._near_up = _stream(SAMPLE_RATE, APM_RATE)
+        self._down = _stream(APM_RATE, SAMPLE_RATE)
         self._far = _Fifo(16 * APM_FRAME)
         self._near = _Fifo(16 * APM_FRAME)
         self._out = _Fifo(16 * FRAME_SAMPLES)
@@ -301,8 +357,19 @@ class EchoCanceller:
         self._far_block = np.zeros(FRAME_SAMPLES, dtype=np.float32)
         self._residual = np.zeros(FRAME_SAMPLES, dtype=np.int16)
         self._closed = False
+        self.delay = _pipeline_delay(noise_suppression)
+        """Samples by which the output lags the microphone (resamplers and WebRTC)."""
+        # the newest input, then this frame: the delay line while resting, the replay when
+        # processing starts again
+        self._history = -(-self.delay // FRAME_SAMPLES) * FRAME_SAMPLES
+        self._line = np.zeros(self._history + FRAME_SAMPLES, dtype=np.int16)
+        self._hold = int(HOLD_S * SAMPLE_RATE / FRAME_SAMPLES)
+        self._quiet = self._hold + 1  # far blocks since the last audible one
+        self._resting = True          # nothing to cancel: frames pass through (delayed)
         self.frames = 0
         """Microphone frames processed."""
+        self.rested = 0
+        """Of those, frames that passed with nothing to cancel (no processing)."""
         self.far_samples = 0
         """Reference samples (24 kHz) fed as the far end."""
         self.shifts = 0
@@ -324,6 +391,11 @@ class EchoCanceller:
         return self._model.gate_db
 
     @property
+    def active(self) -> bool:
+        """Something was played within HOLD_S: the last frame was processed."""
+        return not self._resting
+
+    @property
     def model(self) -> LinearEcho:
         """The linear echo model (its erle_db, trusted, copies: for tests and benchmarks)."""
         return self._model
@@ -335,24 +407,25 @@ class EchoCanceller:
         if self._closed:
             return np.array(frame, dtype=np.int16)
         far = self._next_far_block()
+        if far is not None and float(np.dot(far, far)) > _FAR_ACTIVE_ENERGY:
+            self._quiet = 0
+        else:
+            self._quiet += 1
+        if self._quiet > self._hold:
+            return self._rest(frame, far)
+        if self._resting:
+            self._resume()
         if far is not None:
             self._feed_far(far)
-        self._near.push(self._near_up.resample_chunk(frame.astype(np.float32)))
-        clean, done = self._clean48, 0
-        while self._near.size >= APM_FRAME and done + APM_FRAME <= len(clean):
-            _into_int16(self._near.buf[:APM_FRAME], self._near_pcm, self._scratch)
-            self._near.pop(APM_FRAME)
-            self._apm.process_stream(self._near_frame)
-            clean[done:done + APM_FRAME] = self._near_pcm
-            done += APM_FRAME
-        self._out.push(self._down.resample_chunk(clean[:done]))
+        self._through_webrtc(frame)
         n = FRAME_SAMPLES
         result = np.zeros(n, dtype=np.int16)
-        have = min(self._out.size, n)  # short only at the start: the resamplers' delay
+        have = min(self._out.size, n)  # short only if soxr held back more than it should
         tail = self._out.buf[:have]
         np.clip(np.rint(tail), -32768, 32767, out=tail)
         result[n - have:] = tail
         self._out.pop(have)
+        self._remember(frame)
         if far is None:
             self._model.no_far(frame)
         else:
@@ -362,6 +435,54 @@ class EchoCanceller:
         self._residual[:] = residual
         self.frames += 1
         return result
+
+    def _through_webrtc(self, frame: np.ndarray) -> None:
+        """The frame up to 48 kHz, through WebRTC in 10 ms frames, down into the output FIFO."""
+        self._near.push(self._near_up.resample_chunk(frame.astype(np.float32)))
+        clean, done = self._clean48, 0
+        while self._near.size >= APM_FRAME and done + APM_FRAME <= len(clean):
+            _into_int16(self._near.buf[:APM_FRAME], self._near_pcm, self._scratch)
+            self._near.pop(APM_FRAME)
+            self._apm.process_stream(self._near_frame)
+            clean[done:done + APM_FRAME] = self._near_pcm
+            done += APM_FRAME
+        self._out.push(self._down.resample_chunk(clean[:done]))
+
+    def _rest(self, frame: np.ndarray, far: np.ndarray | None) -> np.ndarray:
+        """Nothing to cancel: the frame comes out unprocessed, as late as processing makes it."""
+        if far is None:
+            self._model.no_far(frame)  # the pairing moved: the model follows even now
+        else:
+            self._model.residual[:] = frame
+        self._resting = True
+        self.rested += 1
+        self.frames += 1
+        line, h = self._line, self._history
+        line[h:] = frame
+        result = line[h - self.delay:h - self.delay + FRAME_SAMPLES].copy()
+        line[:h] = line[FRAME_SAMPLES:]
+        self._residual[:] = frame
+        return result
+
+    def _remember(self, frame: np.ndarray) -> None:
+        line, h = self._line, self._history
+        line[h:] = frame
+        line[:h] = line[FRAME_SAMPLES:]
+
+    def _resume(self) -> None:
+        """Something plays again. The chain starts afresh on the newest input (what was
+        heard over nothing played), output dropped: WebRTC and the resamplers then hold what
+        they would hold had they run all along, so the output goes on with no sample lost or
+        repeated."""
+        for stream in (self._far_up, self._near_up, self._down):
+            stream.clear()
+        self._far.size = self._near.size = 0
+        silence = np.zeros(FRAME_SAMPLES, dtype=np.float32)
+        for i in range(0, self._history, FRAME_SAMPLES):
+            self._feed_far(silence)  # it was quiet: under the audible level
+            self._through_webrtc(self._line[i:i + FRAME_SAMPLES])
+        self._out.size = 0
+        self._resting = False
 
     def _next_far_block(self) -> np.ndarray | None:
         """The next 20 ms of what was played, paired with this microphone frame; None when

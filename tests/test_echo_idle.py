@@ -1,0 +1,107 @@
+"""The echo canceller works only while there is something to cancel (issue 15): with nothing
+played it passes frames through at the delay processing adds, so nothing is lost or repeated
+when it stops or starts, and what it learnt holds across the pause."""
+
+import numpy as np
+import pytest
+
+from agent.audio.base import SAMPLE_RATE
+from agent.audio.echo import HOLD_S, EchoCanceller
+from agent.audio.playout import ReferenceRing
+from test_echo import N, Path, db, scene
+
+pytest.importorskip("livekit")
+
+
+def _noise(n: int, seed: int, amp: float = 3000.0) -> np.ndarray:
+    return np.clip(np.random.default_rng(seed).standard_normal(n) * amp, -32768, 32767) \
+        .astype(np.int16)
+
+
+def _run(ec: EchoCanceller, ring: ReferenceRing, far: np.ndarray, mic: np.ndarray):
+    out, active = [], []
+    for k in range(len(mic) // N):
+        ring.write(far[k * N:(k + 1) * N])
+        out.append(ec.process(mic[k * N:(k + 1) * N]))
+        active.append(ec.active)
+    return np.concatenate(out), np.array(active)
+
+
+def _lag(out: np.ndarray, x: np.ndarray, window: slice, most: int = 1200) -> int:
+    """The lag (0..most samples) at which x best matches out over window."""
+    seg = out[window].astype(np.float64)
+    scores = [np.dot(seg, x[window.start - lag:window.stop - lag].astype(np.float64))
+              for lag in range(most)]
+    return int(np.argmax(scores))
+
+
+def test_with_nothing_played_frames_pass_unprocessed_at_the_processing_delay():
+    """Silence played: no frame is processed, and each comes out exactly as captured, as late
+    as processing would make it (ec.delay samples: the resamplers and WebRTC's own delay)."""
+    ring = ReferenceRing(SAMPLE_RATE)
+    with EchoCanceller(ring) as ec:
+        mic = _noise(3 * SAMPLE_RATE, 1)
+        out, active = _run(ec, ring, np.zeros(len(mic), np.int16), mic)
+        assert ec.rested == ec.frames == len(mic) // N and not active.any()
+        d = ec.delay
+        assert 0 < d < 2 * N
+        assert np.array_equal(out[d:], mic[:len(mic) - d]) and not out[:d].any()
+        assert ec.gate_db == -np.inf and np.array_equal(ec.residual, mic[-N:])
+
+
+@pytest.mark.parametrize("noise_suppression", [True, False])
+def test_processing_starts_with_the_first_audible_block_and_stops_after_the_echo_tail(
+        noise_suppression):
+    """Frames are processed from the first block played above -60 dBFS until HOLD_S after the
+    last one; across both switches the output stays exactly ec.delay behind the microphone (no
+    sample lost or repeated), and outside them it is the microphone itself."""
+    ring = ReferenceRing(SAMPLE_RATE)
+    ec = EchoCanceller(ring, noise_suppression=noise_suppression)
+    frames = 300
+    far = np.zeros(frames * N, np.int16)
+    far[100 * N:150 * N] = _noise(50 * N, 2, 300)  # -40 dBFS, nothing like the microphone
+    far[120 * N:121 * N] = 0                       # a pause shorter than the tail
+    mic = _noise(frames * N, 3)
+    out, active = _run(ec, ring, far, mic)
+    hold = int(HOLD_S * SAMPLE_RATE / N)
+    assert not active[:100].any() and active[100:150 + hold].all()
+    assert not active[150 + hold + 1:].any()
+    assert ec.rested == frames - (50 + hold)
+    d = ec.delay
+    shifted = np.r_[np.zeros(d, np.int16), mic[:-d]]
+    for first, last in ((95, 105), (100, 140), (145 + hold, 155 + hold)):
+        assert _lag(out, shifted, slice(first * N, last * N)) == 0, (first, last)
+    rest = slice((150 + hold + 1) * N + d, frames * N)
+    assert np.array_equal(out[rest], shifted[rest])
+
+
+def test_what_the_canceller_learnt_holds_across_a_long_pause(voices):
+    """Two replies (the models learn the room), 30 s with nothing played (frames pass through
+    unprocessed), the same reply again: WebRTC removes as much echo from its first second as
+    from the second reply's, and the linear model is trusted from its first block (the voice
+    gate 12 dB under the microphone: a user that much quieter than the echo is heard)."""
+    story, user = voices
+    path = Path()
+    far, mic, _ = scene(story, user, tail_s=1.0)
+    first = slice(int(0.1 * SAMPLE_RATE), SAMPLE_RATE)
+    path.run(far, mic)
+    clean, _, _, _ = path.run(far, mic)
+    erle_before = db(mic[first]) - db(clean[first])
+    assert erle_before >= 35 and path.ec.model.trusted
+    silence = np.zeros(30 * SAMPLE_RATE, np.int16)
+    rested = path.ec.rested
+    path.run(silence, _noise(len(silence), 4, 10).astype(float))  # a quiet room
+    assert path.ec.rested - rested >= len(silence) // N - int(HOLD_S * SAMPLE_RATE / N) - 1
+    clean, _, gates, _ = path.run(far, mic)
+    erle_after = db(mic[first]) - db(clean[first])
+    assert erle_after >= erle_before - 3, (erle_before, erle_after)
+    loud = [k for k in range(first.start // N, first.stop // N) if db(mic[k * N:(k + 1) * N]) > -40]
+    leads = [gates[k] - db(mic[k * N:(k + 1) * N]) for k in loud]
+    assert len(loud) > 10 and max(leads) <= -12 + 0.01, leads
+
+
+@pytest.fixture(scope="module")
+def voices():
+    from test_echo import STORY, USER
+    from agent.demo import speak
+    return speak(STORY), speak(*USER)
