@@ -91,7 +91,7 @@ class VolumeKnob:
         size = c.config.settings.button.volume_step  # read now: a reload may have changed it
         level = max(0, min(100, self._bridge.get_volume() + step * size))
         self._bridge.set_volume(level)
-        log.info("volume %d %% (%s button)", level, "up" if step > 0 else "down")
+        log.info("volume %d %% (turned %s by a button or the knob)", level, "up" if step > 0 else "down")
         if c.lights is not None:
             c.lights.level(level)
         sound = c.earcons.get("volume")

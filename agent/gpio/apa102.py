@@ -116,7 +116,8 @@ def level_colors(fraction: float, count: int) -> tuple[RGB, ...]:
 class APA102Lights(PatternLights):
     """Shows the conversation's state on an APA102 chain (the [leds] kind "apa102").
 
-    `bus` is where frames go; by default the kernel's /dev/spidevB.D of the settings.
+    `bus` is where frames go; by default the kernel's /dev/spidevB.D of the settings. Opening
+    writes a dark frame (what a crashed run left lit goes out); close() writes one too.
     """
 
     def __init__(self, settings: LedSettings, *, bus: Bus | None = None):
