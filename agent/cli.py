@@ -1,4 +1,4 @@
-"""The `mira-agent` command: run, demo, devserver, devices, check."""
+"""The `mira-agent` command: run, demo, devserver, devices, check, reload."""
 
 from __future__ import annotations
 
@@ -68,6 +68,10 @@ def _parser() -> argparse.ArgumentParser:
                     help="check everything but the server (no connection, no online key check)")
     ck.add_argument("--unit", default=None, help="check tools against this systemd unit's sandbox "
                     "(default: the installed mira-agent.service, if any)")
+    rl = command("reload", "re-read the running daemon's config and wait for its verdict (the "
+                 "unit's ExecReload): exit 1 when the new config is refused")
+    rl.add_argument("--pid", type=int, required=True, help="the daemon's process id ($MAINPID)")
+    rl.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the verdict")
     return p
 
 
@@ -100,6 +104,9 @@ def _dispatch(args) -> int:
     if args.command == "check":
         from agent.service.check import main as check_main
         return check_main(args.config, offline=args.offline, unit=args.unit)
+    if args.command == "reload":
+        from agent.service.reload import main as reload_main
+        return reload_main(args.pid, args.timeout)
     raise AssertionError(args.command)
 
 

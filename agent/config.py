@@ -62,6 +62,13 @@ class DaemonSettings(Section):
     """Exit once the input is consumed and the conversation has finished (file backend, scripts)."""
 
 
+class LoggingSettings(Section):
+    """[logging]: what the log (the journal, under systemd) keeps."""
+
+    speech: bool = True
+    """Log what people said and what the assistant answered; false logs only how many words."""
+
+
 class Settings(Section):
     """The whole configuration file."""
 
@@ -89,6 +96,8 @@ class Settings(Section):
     """Earcons."""
     daemon: DaemonSettings = DaemonSettings()
     """Process behaviour."""
+    logging: LoggingSettings = LoggingSettings()
+    """What the log keeps."""
     toolbox: ToolboxSettings = ToolboxSettings()
     """Built-in tools and timers."""
     tools: ToolList = []

@@ -12,6 +12,7 @@ from agent import config as config_mod
 from agent.config import Config
 from agent.conversation import Conversation, Reopen
 from agent.errors import MiraAgentError, SecretError
+from agent.service.logs import native_chatter_hidden
 from agent.state import State
 
 if TYPE_CHECKING:
@@ -85,6 +86,88 @@ class DeviceBridge:
         self.timers.close()
 
 
+class Faults:
+    """What keeps the speaker from working, by part (microphone, speaker, trigger).
+
+    While any remains the conversation shows ERROR with a sentence (STATUS=, LEDs, log); when
+    the last clears it goes back to IDLE. Parts report from their own threads, and before the
+    conversation exists: reports are kept and the current state is posted once it attaches.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._faults: dict[str, str] = {}
+        self._post: Callable[..., None] | None = None
+
+    def reporter(self, part: str) -> Callable[[bool, str], None]:
+        """A device's on_state callback for `part`."""
+        return lambda ok, message: self.report(part, ok, message)
+
+    def report(self, part: str, ok: bool, message: str = "") -> None:
+        with self._lock:
+            if ok == (part not in self._faults):
+                return  # nothing new: a part that was fine stays fine, a fault stays reported
+            if ok:
+                del self._faults[part]
+            else:
+                self._faults[part] = message
+            post, sentence = self._post, self.sentence
+        if post is not None:
+            post("device", sentence is None, sentence or message)
+
+    @property
+    def sentence(self) -> str | None:
+        """The first remaining fault's sentence, or None when everything works."""
+        return next(iter(self._faults.values()), None)
+
+    def attach(self, post: Callable[..., None]) -> None:
+        """From now on post ("device", ok, sentence) to the conversation; posts a fault already known."""
+        with self._lock:
+            self._post, sentence = post, self.sentence
+        if sentence is not None:
+            post("device", False, sentence)
+
+
+def _trigger_state(conversation: Conversation, trigger_on_start: bool) -> tuple[bool, str]:
+    """(True, "") when something can start a conversation, else (False, the sentence saying so)."""
+    buttons = conversation.buttons
+    if conversation.detector is not None or getattr(buttons, "talk", None) is not None \
+            or trigger_on_start:
+        return True, ""
+    s = conversation.config.settings
+    wake = "the wake word is off" if s.wake.engine == "none" else "the wake word did not load"
+    button = "no talk button is set" if s.button.pin is None else "the talk button cannot be used"
+    return False, (f"nothing can start a conversation: {wake} and {button}; set [wake] model or "
+                   f"[button] pin (mira-agent check says more), then reload")
+
+
+def waiting_for(conversation: Conversation) -> str:
+    """What the idle speaker waits for, as STATUS= says it."""
+    ways = [w for w, there in (("the wake word", conversation.detector is not None),
+                               ("the button", getattr(conversation.buttons, "talk", None) is not None))
+            if there]
+    return "waiting for " + " or ".join(ways) if ways else "waiting"
+
+
+# Settings only read when the parts are built: a reload cannot apply them (None: the whole section).
+RESTART_ONLY: dict[str, tuple[str, ...] | None] = {
+    "audio": None, "echo": ("enabled", "delay_ms"),
+    "reconnect": ("base_s", "cap_s", "stable_s", "buffer_s"),
+    "toolbox": ("timer_ring_s", "max_timers"),
+}
+
+
+def restart_needed(old: Config, new: Config) -> list[str]:
+    """The changed settings that only a restart applies, as section.key."""
+    changed = []
+    for section, keys in RESTART_ONLY.items():
+        before, after = getattr(old.settings, section), getattr(new.settings, section)
+        for key in keys or type(before).model_fields:
+            if getattr(before, key) != getattr(after, key):
+                changed.append(f"{section}.{key}")
+    return changed
+
+
 def require_api_key(config: Config) -> str:
     key = config.api_key()
     if not key:
@@ -95,8 +178,12 @@ def require_api_key(config: Config) -> str:
 
 def build_conversation(config: Config, parts: Parts, *, api_key: str | None = None,
                        trigger_on_start: bool = False, on_state=None,
-                       watchdog=None) -> Conversation:
-    """The conversation with every part the config asks for, opened and registered in `parts`."""
+                       watchdog=None, faults: Faults | None = None) -> Conversation:
+    """The conversation with every part the config asks for, opened and registered in `parts`.
+
+    An audio device that is absent now, or no way to start a conversation, does not raise: it is
+    reported to `faults`, which shows ERROR with its sentence until it is fixed.
+    """
     from agent.audio.devices import open_microphone, open_speaker
     from agent.audio.echo import open_echo_canceller
     from agent.audio.vad import VoiceActivity
@@ -112,21 +199,17 @@ def build_conversation(config: Config, parts: Parts, *, api_key: str | None = No
     from agent.wake.factory import open_detector
 
     earcons = load_earcons(s.sounds, config.resolve)
-    posted: list[Conversation] = []  # devices report loss and return before the loop exists
-
-    def device_state(ok: bool, message: str) -> None:
-        if posted:
-            posted[0].post("device", ok, message)
-
+    faults = faults or Faults()
     store = VolumeStore.from_environment()  # the volume last chosen wins over [audio] volume
     saved = store.load()
     audio = s.audio if saved is None else s.audio.model_copy(update={"volume": saved})
-    speaker = parts.add(open_speaker(audio, config.resolve, on_state=device_state))
-    mic = parts.add(open_microphone(s.audio, config.resolve, on_state=device_state))
+    speaker = parts.add(open_speaker(audio, config.resolve, on_state=faults.reporter("speaker")))
+    mic = parts.add(open_microphone(s.audio, config.resolve, on_state=faults.reporter("microphone")))
     # WAV files have no acoustic echo (and the file backend's tests compare exact samples)
     echo = parts.add(open_echo_canceller(s.echo, speaker)) if s.audio.backend == "alsa" else None
     voice = VoiceActivity.from_settings(s.echo) if echo is not None else None
-    detector = parts.add(open_detector(s.wake, base_dir=config.base_dir))
+    with native_chatter_hidden():  # TFLite's line at every model load
+        detector = parts.add(open_detector(s.wake, base_dir=config.base_dir))
     lights = parts.add(open_lights(s.leds))
     hooks = parts.hooks = parts.add(open_hooks(s.hooks, config.resolve, secrets=(key,)))
 
@@ -139,7 +222,6 @@ def build_conversation(config: Config, parts: Parts, *, api_key: str | None = No
                                 lights=lights, earcons=earcons, echo=echo, voice=voice,
                                 on_state=state_changed, on_event=hooks.event,
                                 trigger_on_start=trigger_on_start, watchdog=watchdog)
-    posted.append(conversation)
     bridge = parts.bridge = parts.add(DeviceBridge(speaker, conversation.post, audio.volume,
                                                    ring_s=s.toolbox.timer_ring_s,
                                                    max_timers=s.toolbox.max_timers, store=store))
@@ -147,6 +229,8 @@ def build_conversation(config: Config, parts: Parts, *, api_key: str | None = No
     conversation.buttons = parts.add(open_buttons(s.button, conversation.on_button, parts.on_volume))
     conversation.timers = bridge.timers
     conversation.toolbox = parts.add(Toolbox(s.tools, bridge, config.resolve, builtins=s.toolbox.builtins))
+    faults.report("trigger", *_trigger_state(conversation, trigger_on_start))
+    faults.attach(conversation.post)
     return conversation
 
 
@@ -167,7 +251,8 @@ def rebuild_parts(old: Config, new: Config, parts: Parts, on_button: Callable, *
              "toolbox": Toolbox(s.tools, parts.bridge, new.resolve, builtins=s.toolbox.builtins)}
     if s.wake != old.settings.wake:
         try:
-            built["detector"] = open_detector(s.wake, base_dir=new.base_dir)
+            with native_chatter_hidden():
+                built["detector"] = open_detector(s.wake, base_dir=new.base_dir)
         except BaseException:
             built["toolbox"].close()
             raise
@@ -185,7 +270,7 @@ def rebuild_parts(old: Config, new: Config, parts: Parts, on_button: Callable, *
 def run(config_path: str, *, exit_when_done: bool | None = None, trigger_on_start: bool = False,
         log_level: str | None = None) -> int:
     """`mira-agent run`: the daemon until SIGTERM (or, with exit_when_done, the input's end)."""
-    from agent.service.logs import register_secret
+    from agent.service.logs import register_secret, set_speech_logged
     from agent.service.notify import Notifier, Watchdog
 
     notifier = Notifier()
@@ -195,13 +280,21 @@ def run(config_path: str, *, exit_when_done: bool | None = None, trigger_on_star
             update={"exit_when_done": exit_when_done})}), config.path)
     key = require_api_key(config)
     register_secret(key)
+    set_speech_logged(config.settings.logging.speech)
     parts = Parts()
+    faults = Faults()
     try:
         conversation = build_conversation(
             config, parts, api_key=key, trigger_on_start=trigger_on_start, watchdog=Watchdog(notifier),
-            on_state=lambda state, reason: reason == "started" or notifier.status(f"{state.value}: {reason}"))
-        _install_signals(conversation, parts, config_path, notifier, log_level)
-        notifier.ready("idle: waiting for the wake word or the button")
+            on_state=lambda state, reason: reason == "started" or notifier.status(f"{state.value}: {reason}"),
+            faults=faults)
+        _install_signals(conversation, parts, config_path, notifier, log_level, faults, trigger_on_start)
+
+        def ready() -> None:  # on the loop: the microphone has been tried, the loop turns
+            fault = faults.sentence
+            notifier.ready(f"error: {fault}" if fault else f"idle: {waiting_for(conversation)}")
+
+        conversation.call_soon(ready)
         code = conversation.run()
         notifier.stopping("stopped")
         return code
@@ -211,11 +304,13 @@ def run(config_path: str, *, exit_when_done: bool | None = None, trigger_on_star
 
 
 def _install_signals(conversation: Conversation, parts: Parts, config_path: str, notifier,
-                     log_level: str | None) -> None:
-    from agent.service.logs import register_secret
+                     log_level: str | None, faults: Faults, trigger_on_start: bool) -> None:
+    from agent.service.logs import register_secret, set_speech_logged
+    from agent.service.reload import ReloadRecorder
 
     if threading.current_thread() is not threading.main_thread():
         return
+    verdicts = ReloadRecorder()
 
     def stop(signum, frame):
         log.info("received %s: stopping", signal.Signals(signum).name)
@@ -231,17 +326,29 @@ def _install_signals(conversation: Conversation, parts: Parts, config_path: str,
         except MiraAgentError as e:
             log.error("SIGHUP: the new config is refused, the old one stays: %s", e)
             notifier.ready(f"{conversation.state.value}: new config refused: {e}")
+            verdicts.record(False, f"the new config is refused, the old one stays: {e}")
             return
         if log_level is None:
             from agent.service.logs import setup_logging
             setup_logging(new.settings.daemon.log_level)
+        set_speech_logged(new.settings.logging.speech)
         register_secret(key)
+        pending = restart_needed(conversation.config, new)
         conversation.post("reload", new, rebuilt, key)
-        notifier.ready(f"{conversation.state.value}: config reloaded")
+        # after the swap, on the loop: the new wake word and buttons decide what can start a turn
+        conversation.call_soon(lambda: faults.report("trigger", *_trigger_state(conversation,
+                                                                                trigger_on_start)))
+        said = "config reloaded"
+        if pending:
+            said += (f"; {', '.join(pending)} changed and apply only after a restart "
+                     f"(sudo systemctl restart mira-agent)")
+            log.warning("SIGHUP: %s", said)
+        notifier.ready(f"{conversation.state.value}: {said}")
+        verdicts.record(True, said)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, reload)
 
 
-__all__ = ["Parts", "build_conversation", "run", "require_api_key", "State"]
+__all__ = ["Faults", "Parts", "build_conversation", "run", "require_api_key", "restart_needed", "State"]

@@ -324,17 +324,20 @@ def pulse_device_loss(folder: str) -> dict:
 
 
 def open_error(input_device: str) -> dict:
-    """What starting a microphone on a device that does not exist raises."""
+    """Starting a microphone on a device that does not exist: what it raises (nothing, since an
+    absent device is a state) and what it tells its listener."""
     from agent.audio.capture import PyAudioMicrophone
 
-    mic = PyAudioMicrophone(AudioSettings(input_device=input_device))
+    told: list[tuple[bool, str]] = []
+    mic = PyAudioMicrophone(AudioSettings(input_device=input_device),
+                            on_state=lambda ok, m: told.append((ok, m)))
     try:
         mic.start(lambda f: None)
     except Exception as e:  # the type and sentence are the result
         return {"error": type(e).__name__, "message": str(e)}
-    finally:
-        mic.stop()
-    return {"error": None}
+    lost = mic.lost
+    mic.stop()
+    return {"error": None, "told": told, "lost": lost}
 
 
 def pulse_delta_latency(folder: str, rate: int, count: int) -> dict:

@@ -176,3 +176,62 @@ def test_field_names_are_checked():
     """A field name that journald would drop is refused at the call site."""
     with pytest.raises(ValueError, match="must be letters"):
         fields(**{"bad-name": 1})
+
+
+# --- [logging] speech: the words people said kept out of the log ----------------------------
+
+def test_hidden_speech_keeps_the_line_and_counts_the_words_on_stderr():
+    """With speech logging off, a SPEECH record's words become '[N words not logged]'; other
+    records, and the line around the words, are untouched."""
+    out = io.StringIO()
+    setup_logging("info", stream=out, journal=False)
+    logs.set_speech_logged(False)
+    try:
+        log.info("user: %s", "turn on the kitchen light", extra={"SPEECH": True})
+        log.info("assistant: %s", "Done, the light is on.", extra={"SPEECH": True})
+        log.info("state %s -> %s", "idle", "listening")
+    finally:
+        logs.set_speech_logged(True)
+    lines = out.getvalue().splitlines()
+    assert lines[0].endswith("agent.test: user: [5 words not logged] [speech=True]"), lines[0]
+    assert "assistant: [5 words not logged]" in lines[1] and "light" not in out.getvalue()
+    assert lines[2].endswith("state idle -> listening")
+
+
+def test_hidden_speech_reaches_the_journal_without_its_words_even_in_code_args():
+    """Under journald neither MESSAGE nor the raw arguments carry the words; SPEECH=True stays
+    as a field so the lines can be found (journalctl SPEECH=True)."""
+    journal = Journal()
+    setup_logging("info", journal=True, sender=journal)
+    logs.set_speech_logged(False)
+    try:
+        log.info("user: %s", "my door code is four four two", extra={"SPEECH": True})
+    finally:
+        logs.set_speech_logged(True)
+    (entry,) = journal.entries
+    assert entry["MESSAGE"] == "user: [7 words not logged]"
+    assert "door" not in repr(entry) and entry.get("SPEECH") in (True, "True")
+
+
+def test_speech_is_logged_by_default_and_the_switch_applies_at_once():
+    """The default keeps the words (a maker debugging wants them); set_speech_logged(False) hides
+    the very next record, as a reload of [logging] does."""
+    out = io.StringIO()
+    setup_logging("info", stream=out, journal=False)
+    log.info("user: %s", "hello there", extra={"SPEECH": True})
+    logs.set_speech_logged(False)
+    try:
+        log.info("user: %s", "hello again", extra={"SPEECH": True})
+    finally:
+        logs.set_speech_logged(True)
+    first, second = out.getvalue().splitlines()
+    assert "user: hello there" in first and "user: [2 words not logged]" in second
+
+
+def test_logging_section_is_in_the_config_and_documented():
+    """[logging] speech is a setting (default true) and the example config documents it."""
+    from agent import config
+    assert config.parse({}).settings.logging.speech is True
+    assert config.parse({"logging": {"speech": False}}).settings.logging.speech is False
+    text = config.EXAMPLE_CONFIG.read_text()
+    assert "[logging]" in text and "speech = true" in text

@@ -54,6 +54,7 @@ class PortAudioHost:
         self._lock = threading.RLock()
         self._pa = None
         self._streams = 0
+        self._keepers: set[StreamKeeper] = set()  # started keepers, reopened around a rescan
 
     def _get(self):
         if self._pa is None:
@@ -129,14 +130,23 @@ class PortAudioHost:
             finally:
                 self._streams -= 1
 
-    def rescan(self) -> bool:
-        """Forget the device list (next use re-initialises) if no stream is open."""
+    def rescan(self) -> None:
+        """Re-initialise PortAudio, which lists the devices afresh (a device that appeared since).
+
+        PortAudio only re-lists devices when no stream is open, so the streams of running
+        keepers are closed and reopened around it: a gap of a few periods in the other device,
+        paid only while one device is being looked for.
+        """
         with self._lock:
-            if self._streams or self._pa is None:
-                return False
+            if self._pa is None:
+                return
+            running = [k for k in self._keepers if k.running]
+            for keeper in running:
+                keeper.suspend()
             self._pa.terminate()
             self._pa = None
-            return True
+            for keeper in running:
+                keeper.resume()
 
     def terminate(self) -> None:
         """Release PortAudio (at exit, or in tests); the next use starts it again."""
@@ -226,19 +236,21 @@ def format_devices(settings, host: PortAudioHost = HOST) -> str:
 
 
 class StreamKeeper:
-    """Keeps one stream open: notices it die or stall, and reopens it with backoff.
+    """Keeps one stream open: opens it when the device is there, notices it die or stall, reopens it.
 
     open_stream() opens and starts the stream (raising AudioDeviceError or OSError); the
-    stream's callback calls beat(). A stream that is no longer active, or that has not
-    called back for `stall_s`, is lost: on_state(False, why) is told, and reopening is
-    tried after 0.5, 1, 2, ... up to `max_backoff_s` seconds until it works, then
-    on_state(True, what).
+    stream's callback calls beat(). A device that cannot be opened at start (absent, late at
+    boot, busy) is a state, not an error: on_state(False, why) is told and opening is retried.
+    A stream that is no longer active, or that has not called back for `stall_s`, is lost:
+    on_state(False, why). Either way opening is tried after 0.5, 1, 2, ... up to
+    `max_backoff_s` seconds, with the device list scanned afresh each time, until it works:
+    then on_state(True, what).
     """
 
     def __init__(self, what: str, open_stream: Callable[[], object],
                  on_state: Callable[[bool, str], None] | None = None, *,
                  host: PortAudioHost = HOST, stall_s: float = 3.0,
-                 first_backoff_s: float = 0.5, max_backoff_s: float = 30.0, poll_s: float = 0.1):
+                 first_backoff_s: float = 0.5, max_backoff_s: float = 5.0, poll_s: float = 0.1):
         self.what = what
         self._open_stream = open_stream
         self._on_state = on_state
@@ -250,36 +262,69 @@ class StreamKeeper:
         self._stream = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._opened_once = False
         self.last_beat = 0.0
         self.lost = False
-        """True from a loss until the stream is open again."""
+        """True while the device is absent or lost, until the stream is open again."""
         self.reopens = 0
-        """Successful reopens after losses."""
+        """Successful opens after the device was absent or lost."""
 
     def beat(self) -> None:
         """Called from the stream's callback: it is alive."""
         self.last_beat = time.monotonic()
 
+    @property
+    def running(self) -> bool:
+        """True while a stream is open."""
+        return self._stream is not None
+
     def start(self) -> None:
-        """Open the stream now (errors raise), then watch it on a thread."""
+        """Open the stream if the device is there (else tell on_state why not), and watch it."""
         self._stop.clear()
-        self._stream = self._open_stream()
-        self.last_beat = time.monotonic()
+        try:
+            self._open()
+        except (AudioDeviceError, OSError) as e:
+            self.lost = True
+            why = f"{self.what} cannot be opened: {e}; waiting for it"
+            log.warning("%s", why)
+            self._tell(False, why)
+        with self._host._lock:
+            self._host._keepers.add(self)
         self._thread = threading.Thread(target=self._watch, name=f"keeper-{self.what}",
                                         daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
+        with self._host._lock:
+            self._host._keepers.discard(self)
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
         self._thread = None
         self._close()
 
+    def suspend(self) -> None:
+        """Close the stream for a rescan (the host holds its lock until resume())."""
+        self._close()
+
+    def resume(self) -> None:
+        """Reopen after a rescan; a failure is left to the watcher to report and retry."""
+        try:
+            self._open()
+        except (AudioDeviceError, OSError) as e:
+            log.debug("reopening %s after a rescan failed: %s", self.what, e)
+
+    def _open(self) -> None:
+        with self._host._lock:  # a rescan on another keeper's thread sees this stream or none
+            self._stream = self._open_stream()
+            self.last_beat = time.monotonic()
+            self._opened_once = True
+
     def _close(self) -> None:
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            self._host.close(stream)
+        with self._host._lock:
+            stream, self._stream = self._stream, None
+            if stream is not None:
+                self._host.close(stream)
 
     def drop_queued(self, between: Callable[[], None] = lambda: None) -> None:
         """Silence now: the device's own buffer is discarded, not played (a barge-in's flush)."""
@@ -292,14 +337,14 @@ class StreamKeeper:
             pass  # a stream dying now is the watcher's to notice and reopen
 
     def _alive(self) -> bool:
-        stream = self._stream
-        if stream is None:
-            return False
-        try:
-            with self._host._lock:  # not between drop_queued's abort and restart
+        with self._host._lock:  # not between drop_queued's abort and restart, nor in a rescan
+            stream = self._stream
+            if stream is None:
+                return False
+            try:
                 active = stream.is_active()
-        except OSError:
-            return False
+            except OSError:
+                return False
         return active and time.monotonic() - self.last_beat < self._stall
 
     def _tell(self, ok: bool, message: str) -> None:
@@ -310,29 +355,32 @@ class StreamKeeper:
                 log.exception("device state listener failed")
 
     def _watch(self) -> None:
-        while not self._stop.wait(self._poll):
+        while not self._stop.wait(self._poll if self._stream is not None else 0):
             if self._alive():
                 continue
-            self.lost = True
-            why = f"{self.what} stopped working (lost or unplugged?); reopening it"
-            log.warning("%s", why)
-            self._tell(False, why)
+            if not self.lost:
+                self.lost = True
+                why = f"{self.what} stopped working (lost or unplugged?); reopening it"
+                log.warning("%s", why)
+                self._tell(False, why)
             self._close()
-            if self._reopen():
-                self.lost = False
-                self.reopens += 1
-                log.warning("%s works again", self.what)
-                self._tell(True, f"{self.what} works again")
+            again = self._opened_once
+            if not self._reopen():
+                return
+            self.lost = False
+            self.reopens += 1
+            back = f"{self.what} works again" if again else f"{self.what} found and opened"
+            log.warning("%s", back)
+            self._tell(True, back)
 
     def _reopen(self) -> bool:
         delay = self._first_backoff
         while not self._stop.wait(delay):
             self._host.rescan()
             try:
-                self._stream = self._open_stream()
-                self.last_beat = time.monotonic()
+                self._open()
                 return True
             except (AudioDeviceError, OSError) as e:
-                log.debug("reopening %s failed: %s", self.what, e)
+                log.debug("opening %s failed: %s", self.what, e)
             delay = min(delay * 2, self._max_backoff)
         return False

@@ -43,11 +43,11 @@ def serve(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"mira-agent devserver: {e}", file=sys.stderr)
         return EX_CONFIG
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before the line that tells a script it may stop us
+        signal.signal(sig, lambda *_: done.set())
     print(f"devserver listening on {server.url} "
           f"({'any key accepted' if api_key is None else 'one key accepted'}); Ctrl-C stops it", flush=True)
-    done = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
     try:
         while not done.wait(0.5):
             pass

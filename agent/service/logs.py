@@ -5,6 +5,10 @@ Callers attach fields with `extra=fields(...)`:
 In journald they become STATE=listening SESSION_ID=... LATENCY_MS=412 (`journalctl STATE=listening`);
 on stderr they are appended compactly as [state=listening session_id=... latency_ms=412].
 Every record passes a filter that blanks registered secrets, a last line of defence.
+
+What people said and what the assistant answered is logged with extra={"SPEECH": True}, the words
+as the record's %-arguments: `log.info("user: %s", text, extra={"SPEECH": True})`. With
+`[logging] speech = false` each such argument is replaced by a count: "user: [5 words not logged]".
 """
 
 import contextlib
@@ -32,6 +36,7 @@ _TEXT_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s"
 _OUR_LINE = re.compile(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [A-Z]+ ")
 _secrets: tuple[str, ...] = ()
 _secrets_lock = threading.Lock()
+_speech_logged = True
 _installed: list[logging.Handler] = []
 
 
@@ -98,6 +103,30 @@ class RedactSecrets(logging.Filter):
         for key, value in _record_fields(record).items():
             if isinstance(value, str):
                 setattr(record, key, redact(value, *secrets))
+        return True
+
+
+def set_speech_logged(logged: bool) -> None:
+    """Whether records marked SPEECH keep their words ([logging] speech); applies at once."""
+    global _speech_logged
+    _speech_logged = bool(logged)
+
+
+def _words_not_logged(value: Any) -> str:
+    return f"[{len(str(value).split())} words not logged]"
+
+
+class HideSpeech(logging.Filter):
+    """With speech logging off, a SPEECH record's words become a count; the line itself stays."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _speech_logged or not getattr(record, "SPEECH", False):
+            return True
+        if record.args:
+            args = record.args if isinstance(record.args, tuple) else (record.args,)
+            record.args = tuple(_words_not_logged(a) if isinstance(a, str) else a for a in args)
+        else:
+            record.msg = _words_not_logged(record.msg)
         return True
 
 
@@ -194,6 +223,7 @@ def setup_logging(level: str | int = "info", *, stream: TextIO | None = None,
     else:
         handler = logging.StreamHandler(stream)
         handler.setFormatter(_Formatter(_TEXT_FORMAT, datefmt="%Y-%m-%d %H:%M:%S", with_fields=True))
+    handler.addFilter(HideSpeech())
     handler.addFilter(RedactSecrets())
     root = logging.getLogger()
     for old in _installed:
@@ -203,6 +233,47 @@ def setup_logging(level: str | int = "info", *, stream: TextIO | None = None,
     root.addHandler(handler)
     root.setLevel(numeric)
     return handler
+
+
+class _HeldStderr:
+    """fd 2 held in a file while any thread is inside native_chatter_hidden(); the last one out
+    puts fd 2 back and passes on what is worth keeping. (Threads must share one hold: saving and
+    restoring fd 2 each on its own, two overlapping holds would leave it on a deleted file.)"""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._saved = -1
+        self._file = None
+
+    def enter(self) -> None:
+        with self._lock:
+            if self._depth == 0:
+                sys.stderr.flush()
+                self._file = tempfile.TemporaryFile()
+                self._saved = os.dup(2)
+                os.dup2(self._file.fileno(), 2)
+            self._depth += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth:
+                return
+            sys.stderr.flush()
+            os.dup2(self._saved, 2)
+            os.close(self._saved)
+            held, self._file = self._file, None
+        with held:
+            held.seek(0)
+            lines = held.read().splitlines(keepends=True)
+        if not logging.getLogger().isEnabledFor(logging.DEBUG):
+            lines = [x for x in lines if _OUR_LINE.match(x)]
+        if lines:
+            os.write(2, b"".join(lines))
+
+
+_held_stderr = _HeldStderr()
 
 
 @contextlib.contextmanager
@@ -215,21 +286,8 @@ def native_chatter_hidden() -> Iterator[None]:
     in a file for the block; afterwards our own log lines, which other threads may have written
     meanwhile, are passed on and the rest dropped. At debug level everything is passed on.
     """
-    sys.stderr.flush()
-    saved = os.dup(2)
+    _held_stderr.enter()
     try:
-        with tempfile.TemporaryFile() as held:
-            os.dup2(held.fileno(), 2)
-            try:
-                yield
-            finally:
-                sys.stderr.flush()
-                os.dup2(saved, 2)
-                held.seek(0)
-                lines = held.read().splitlines(keepends=True)
-                if not logging.getLogger().isEnabledFor(logging.DEBUG):
-                    lines = [x for x in lines if _OUR_LINE.match(x)]
-                if lines:
-                    os.write(2, b"".join(lines))
+        yield
     finally:
-        os.close(saved)
+        _held_stderr.leave()
