@@ -95,7 +95,7 @@ def _dispatch(args) -> int:
         return demo.main(args.dir)
     if args.command == "devserver":
         from agent.extras import require_extra
-        require_extra("devserver", "mira-agent devserver")
+        require_extra("devserver", "devserver")
         from agent.devserver.cli import serve
         return serve(args)
     if args.command == "devices":

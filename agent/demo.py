@@ -76,7 +76,7 @@ def demo_config(url: str, folder: Path) -> config_mod.Config:
 
 def main(folder: str = ".demo") -> int:
     from agent.extras import require_extra
-    require_extra("devserver", "mira-agent demo")
+    require_extra("devserver", "demo")
     from agent.devserver import DevServer
 
     logging.getLogger("websockets").setLevel(logging.WARNING)

@@ -114,5 +114,6 @@ def test_demo_and_devserver_without_their_extra_say_what_to_install(tmp_path, co
              env={"PYTHONPATH": str(tmp_path)})
     assert r.returncode == 1, r.stderr
     (line,) = r.stderr.strip().splitlines()
-    assert "needs the devserver extra" in line and "pip install 'websockets" in line
+    assert line.startswith(f"mira-agent: {command[0]} needs the devserver extra")
+    assert "pip install 'websockets" in line and "'pocketsphinx" in line
     assert "report" not in line and "Traceback" not in r.stderr

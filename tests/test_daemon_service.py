@@ -27,7 +27,7 @@ from agent.devserver import DevServer
 from agent.service.logs import setup_logging
 from agent.service.notify import Notifier, Watchdog
 from agent.state import State
-from daemon_process import KEY, Daemon, notify  # noqa: F401 - notify is a fixture
+from daemon_process import KEY, Daemon, NotifySocket, notify  # noqa: F401 - a fixture; NotifySocket for test_hooks
 from harness import file_config
 
 ROOT = Path(__file__).resolve().parent.parent
