@@ -1,6 +1,9 @@
 """The mira-agent command as a user runs it: a real subprocess."""
 
 import os
+import re
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -84,10 +87,6 @@ def test_devserver_help_lists_its_options():
 
 def test_devserver_runs_with_the_readmes_options(tmp_path):
     """The README's `mira-agent devserver --host 127.0.0.1 --port P` listens there until SIGTERM."""
-    import signal
-    import socket
-    import time
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -117,3 +116,33 @@ def test_demo_and_devserver_without_their_extra_say_what_to_install(tmp_path, co
     assert line.startswith(f"mira-agent: {command[0]} needs the devserver extra")
     assert "pip install 'websockets" in line and "'pocketsphinx" in line
     assert "report" not in line and "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+def test_the_readmes_file_backend_recipe_works_as_written(tmp_path):
+    """The README's 'Try a config without hardware': its first block (the server) started and
+    waited for, its second run by bash in an empty folder, as written but for a free port in
+    place of 8765: exit 0, the tool runs, the answer is spoken into reply.wav."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Try a config without hardware", 1)[1].split("\n## ", 1)[0]
+    server_block, client_block = re.findall(r"```sh\n(.*?)```", section, re.S)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    assert server_block.count("8765") == client_block.count("8765") == 1
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("MIRA_API_KEY", None)
+    env.pop("CREDENTIALS_DIRECTORY", None)
+    server = subprocess.Popen(["bash", "-c", "exec " + server_block.strip().replace("8765", port)],
+                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              text=True)
+    try:
+        assert "listening" in server.stdout.readline()
+        r = subprocess.run(["bash", "-e", "-c", client_block.replace("8765", port)], cwd=tmp_path,
+                           env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        server.send_signal(signal.SIGINT)  # Ctrl-C, as the README says
+        assert server.wait(15) == 0
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "tool 'set_light' ok" in r.stderr and "assistant: Done: light on=true" in r.stderr
+    assert len(read_wav(tmp_path / "reply.wav")) > SAMPLE_RATE // 2

@@ -371,7 +371,8 @@ def test_offline_check_opens_no_connection(tmp_path):
             srv.accept()  # no connection is waiting: the check did not dial
     assert result.returncode == 0, result.stdout + result.stderr
     assert "-     server      not checked (--offline)" in result.stdout
-    assert "ok    trigger" in result.stdout and "all good." in result.stdout
+    assert "ok    trigger" in result.stdout
+    assert result.stdout.rstrip().endswith("no problem found; not checked: server.")
 
 
 # --- trigger --------------------------------------------------------------------------------
@@ -535,3 +536,11 @@ def test_missing_token_file_fails_without_a_sandbox(tmp_path):
     rows = check.check_tools(c, None)
     assert [(r.name, r.ok) for r in rows] == [("tool t", False)]
     assert "cannot read Authorization token file" in rows[0].detail and "chmod 600" in rows[0].fix
+
+
+def test_rows_that_could_not_be_looked_at_are_named_instead_of_all_good():
+    """No failure but a row not checked (no key to open a session with): the last line names it."""
+    text = format_rows([CheckRow("config", True, "ok"),
+                        CheckRow("server", None, "not checked: no key", checked=False),
+                        CheckRow("GPIO", None, "not used")])
+    assert text.splitlines()[-1] == "no problem found; not checked: server."

@@ -42,6 +42,8 @@ class CheckRow:
     """What was found, one sentence."""
     fix: str = ""
     """For a failing row: what to do about it."""
+    checked: bool = True
+    """False when the part could not be looked at (the table then does not say 'all good')."""
 
 
 def _guard(name: str, check, *args) -> list[CheckRow]:
@@ -79,7 +81,7 @@ def check_key(cfg: config_mod.Config) -> CheckRow:
         st = SERVICE_KEY_FILE.stat()
     except PermissionError:
         return CheckRow("API key", None, f"{SERVICE_KEY_FILE} is not readable by this user; "
-                        "run the check with sudo to see it")
+                        "run the check with sudo to see it", checked=False)
     except OSError:
         return CheckRow("API key", False, "no API key found (no credential, no [server] api_key_file, "
                         "no MIRA_API_KEY)",
@@ -331,7 +333,8 @@ def check_session(cfg: config_mod.Config, key: str | None) -> CheckRow:
 
     server = cfg.settings.server
     if not key:
-        return CheckRow("server", None, "not checked: there is no API key to open a session with")
+        return CheckRow("server", None, "not checked: there is no API key to open a session with",
+                        checked=False)
     answers: queue.SimpleQueue = queue.SimpleQueue()
     conn = RealtimeConnection(server, key, answers.put)
     t0 = time.perf_counter()
@@ -388,7 +391,7 @@ def run_checks(config_path: str | Path, *, offline: bool = False,
         cfg = config_mod.load(config_path)
     except MiraAgentError as e:
         return [CheckRow("config", False, str(e), _config_fix(e, Path(config_path)))] + \
-            [CheckRow(n, None, "not checked: the config must load first") for n in ROWS]
+            [CheckRow(n, None, "not checked: the config must load first", checked=False) for n in ROWS]
     rows = [CheckRow("config", True, f"{cfg.path} is valid")]
     rows += _guard("API key", check_key, cfg)
     rows += _guard("audio", check_audio, cfg)
@@ -399,7 +402,7 @@ def run_checks(config_path: str | Path, *, offline: bool = False,
     rows += _guard("board", check_board, cfg)
     rows += _guard("tools", check_tools, cfg, sandbox)
     if offline:
-        rows.append(CheckRow("server", None, "not checked (--offline)"))
+        rows.append(CheckRow("server", None, "not checked (--offline)", checked=False))
     else:
         rows += _guard("server", check_session, cfg, service_key(cfg))
     return rows
@@ -415,8 +418,14 @@ def format_rows(rows: list[CheckRow]) -> str:
         if r.ok is False and r.fix:
             lines.append(f"  {'':<5} {'':<{width}}  fix: {r.fix}")
     failed = sum(r.ok is False for r in rows)
+    unchecked = [r.name for r in rows if not r.checked]
     lines.append("")
-    lines.append("all good." if not failed else f"{failed} problem{'s' if failed > 1 else ''} found.")
+    if failed:
+        lines.append(f"{failed} problem{'s' if failed > 1 else ''} found.")
+    elif unchecked:
+        lines.append(f"no problem found; not checked: {', '.join(unchecked)}.")
+    else:
+        lines.append("all good.")
     return "\n".join(lines) + "\n"
 
 
