@@ -9,8 +9,10 @@ stood in for as in test_daemon_service.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -186,3 +188,25 @@ def test_missing_wake_model_file_exits_78_and_a_reload_to_one_is_refused(tmp_pat
     finally:
         daemon.stop()
     assert code == 0, daemon.stderr
+
+
+def test_start_and_a_stop_while_connecting_print_only_our_own_log_lines(tmp_path, notify):
+    """A wake model loads (TFLite announces its XNNPACK delegate on fd 2) and SIGTERM arrives while
+    the connection hangs in its handshake (a reader thread outlives the loop, holding native
+    resamplers): stderr holds only the daemon's own log lines, no library chatter."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)  # accepts TCP, never answers the WebSocket handshake
+        config = write_config(tmp_path, file_audio(tmp_path))
+        config.write_text(config.read_text().replace("127.0.0.1:9", f"127.0.0.1:{silent.getsockname()[1]}"))
+        daemon = Daemon(tmp_path, config, notify, "--trigger-on-start")
+        try:
+            notify.wait("STATUS=connecting:*", timeout=30)
+            code = stop(daemon)
+        finally:
+            daemon.stop()
+    assert code == 0, daemon.stderr
+    lines = daemon.stderr.splitlines()
+    ours = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} (DEBUG|INFO|WARNING|ERROR) ")
+    assert lines and all(ours.match(line) for line in lines), "\n".join(lines)
+    assert "received SIGTERM" in daemon.stderr
