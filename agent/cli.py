@@ -36,6 +36,8 @@ def add_devserver_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser
     p.add_argument("--script", default="", help="TOML script of phrases and replies (default: built in)")
     p.add_argument("--speed", type=float, default=10.0,
                    help="send reply audio this many times faster than real time (0: no pauses)")
+    p.add_argument("--reply-delay-ms", type=int, default=0,
+                   help="wait this long before each reply starts, as a real service does (default 0)")
     p.add_argument("--allow-remote", action="store_true",
                    help="allow binding a non-loopback address (the dev server has no real security)")
     return p

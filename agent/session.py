@@ -12,7 +12,13 @@ class SessionLedger:
     """Bookkeeping of one session; the conversation thread is its only user."""
 
     opened_at: float
+    """When the conversation asked for a session (the trigger)."""
     ready_at: float | None = None
+    """When the current connection's session was ready; None while there is none."""
+    attempts: int = 0
+    """Connections tried for this conversation (more than one after a failure or a drop)."""
+    open_s: float = 0.0
+    """Seconds sessions were open, over the connections that ended (billed time)."""
     active_response: str | None = None
     """Id of the response in flight (between response.created and response.done)."""
     received: dict[str, int] = field(default_factory=dict)
@@ -23,6 +29,12 @@ class SessionLedger:
     samples_down: int = 0
     usage: dict[str, int] = field(default_factory=dict)
     pending_calls: list = field(default_factory=list)
+
+    def disconnected(self, now: float) -> None:
+        """The current connection ended: its open time is counted."""
+        if self.ready_at is not None:
+            self.open_s += now - self.ready_at
+            self.ready_at = None
 
     def audio_received(self, item_id: str, samples: int) -> None:
         self.received[item_id] = self.received.get(item_id, 0) + samples
@@ -44,7 +56,11 @@ class SessionLedger:
         up = self.samples_up / SAMPLE_RATE
         down = self.samples_down / SAMPLE_RATE
         tokens = ", ".join(f"{k}={v}" for k, v in sorted(self.usage.items())) or "no usage reported"
-        return (f"connected {now - self.opened_at:.1f} s, audio up {up:.1f} s, "
+        open_s = self.open_s + (now - self.ready_at if self.ready_at is not None else 0.0)
+        if not open_s:
+            tries = f"{self.attempts} attempt{'s' if self.attempts != 1 else ''}"
+            return f"never connected ({tries} in {now - self.opened_at:.1f} s)"
+        return (f"connected {open_s:.1f} s, audio up {up:.1f} s, "
                 f"audio down {down:.1f} s, {tokens}")
 
 

@@ -35,6 +35,8 @@ def frames_in_order(sent: np.ndarray, source: np.ndarray, start: int = 0) -> lis
 
 
 def check_all_events(session) -> None:
+    """Every event both ways is valid, and every append was exactly one frame."""
+    assert not session.bad_appends, f"appends that are not one frame: {session.append_sizes}"
     for e in session.client_events:
         check_client_event(e)
     for e in session.server_events:

@@ -95,7 +95,8 @@ def test_barge_in_by_button_truncates_at_what_was_played(tmp_path, server):
 
 
 def test_refused_key_goes_to_error_without_a_retry_storm(tmp_path, two_turns):
-    """A server that refuses the key: ERROR state, one attempt, a sentence naming the key's sources."""
+    """A server that refuses the key: ERROR state, one attempt, a sentence naming the key's sources,
+    and (--exit-when-done) exit status 78: only a person can fix a key."""
     with DevServer(api_key="sk-other") as server:
         pcm = user_audio([(0.3, "Hello.")], trailing_s=2.0)
         with Run(tmp_path, server, pcm) as run:
@@ -103,7 +104,7 @@ def test_refused_key_goes_to_error_without_a_retry_storm(tmp_path, two_turns):
             time.sleep(1.5)
             assert len(server.recorder.handshakes) == 1
             run.join()
-        assert run.code == 0
+        assert run.code == 78
 
 
 def test_bad_server_messages_are_skipped_and_the_turn_completes(tmp_path, server):

@@ -92,6 +92,57 @@ class StreamEncoder:
         return _ENCODERS[self.format](tail)
 
 
+# The byte each format uses for silence, to pad the last partial frame of a turn.
+_SILENCE = {"pcm16": b"\x00", "g711_ulaw": b"\xff", "g711_alaw": b"\xd5"}
+
+
+def frame_bytes(fmt: AudioFormat, frame_ms: int) -> int:
+    """Bytes of one frame of `frame_ms` in fmt: 960 for 20 ms of pcm16, 160 for 20 ms of G.711."""
+    _check(fmt)
+    return (SAMPLE_RATE * 2 if fmt == "pcm16" else G711_RATE) * frame_ms // 1000
+
+
+class FrameEncoder:
+    """Microphone frames in, appends out: every chunk it returns is exactly one frame of
+    `frame_ms` in fmt, however the resampler releases its output.
+
+    G.711's resampler gives nothing for a frame or two, then a block; a 40 ms frame needs two
+    microphone frames. What does not fill a frame yet is held until the next push; `flush()`
+    at the end of a turn releases the resampler's tail and pads the last partial frame with
+    the format's silence, so the turn's last words are sent whole.
+    """
+
+    def __init__(self, fmt: AudioFormat, frame_ms: int = 20):
+        self._stream = StreamEncoder(fmt)
+        self.format = fmt
+        self.size = frame_bytes(fmt, frame_ms)
+        self._held = bytearray()
+
+    @property
+    def held(self) -> int:
+        """Bytes waiting for the rest of their frame."""
+        return len(self._held)
+
+    def push(self, pcm: np.ndarray) -> list[bytes]:
+        """Encode a microphone frame; the whole frames now complete (maybe none), oldest first."""
+        self._held += self._stream.encode(pcm)
+        return self._cut()
+
+    def flush(self) -> list[bytes]:
+        """The end of a turn: everything held, the last frame padded with silence."""
+        self._held += self._stream.flush()
+        if self._held and len(self._held) % self.size:
+            self._held += _SILENCE[self.format] * (self.size - len(self._held) % self.size)
+        return self._cut()
+
+    def _cut(self) -> list[bytes]:
+        n = len(self._held) // self.size * self.size
+        if not n:
+            return []
+        whole, self._held = bytes(self._held[:n]), self._held[n:]
+        return [whole[i:i + self.size] for i in range(0, n, self.size)]
+
+
 class StreamDecoder:
     """Decodes a stream of audio deltas in fmt into 24 kHz int16 chunks.
 

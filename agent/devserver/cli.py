@@ -38,7 +38,8 @@ def serve(args: argparse.Namespace) -> int:
                               env="MIRA_DEVSERVER_API_KEY", what="devserver API key", key="--api-key-file")
         script = Script.load(args.script) if args.script else Script.default()
         server = DevServer(args.host, args.port, api_key, script, allow_remote=args.allow_remote,
-                           speed=args.speed if args.speed > 0 else math.inf)
+                           speed=args.speed if args.speed > 0 else math.inf,
+                           reply_delay_ms=args.reply_delay_ms)
         server.start()
     except ConfigError as e:
         print(f"mira-agent devserver: {e}", file=sys.stderr)

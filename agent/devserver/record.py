@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,10 @@ class SessionRecord:
     """Every frame received, as received (text or binary)."""
     client_events: list[Any] = field(default_factory=list)
     """Every frame that parsed as JSON, valid or not."""
+    append_sizes: Counter = field(default_factory=Counter)
+    """How many input_audio_buffer.append carried each size of audio, in bytes."""
+    bad_appends: list[int] = field(default_factory=list)
+    """Sizes of appends that were not exactly one frame (the server's frame_ms) in the input format."""
     server_events: list[dict[str, Any]] = field(default_factory=list)
     """Every event sent, in order."""
     input_audio: bytearray = field(default_factory=bytearray)

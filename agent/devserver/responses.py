@@ -9,14 +9,30 @@ from __future__ import annotations
 import asyncio
 import base64
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from agent.devserver import tts
-from agent.devserver.record import Reply
+from agent.devserver.events import Ids
+from agent.devserver.record import Reply, SessionRecord
 from agent.devserver.script import Call
 
-if TYPE_CHECKING:
-    from agent.devserver.session import Session
+
+class Session(Protocol):
+    """What a streaming response needs of its session (agent.devserver.session.Session, which
+    imports this module: the dependency goes one way)."""
+
+    ids: Ids
+    config: dict[str, Any]
+    record: SessionRecord
+    calls: dict[str, str]
+    server: Any
+    """The DevServer: tts, chunk_ms, speed and faults are read from it."""
+
+    async def emit(self, kind: str, **fields: Any) -> None: ...
+
+    def add_item(self, item: dict[str, Any], text: str | None = None) -> None: ...
+
+    async def fault(self, kind: str) -> None: ...
 
 
 class Dropped(Exception):

@@ -66,12 +66,13 @@ class DevServer:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None,
                  script: Script | None = None, *, allow_remote: bool = False, speed: float = 10.0,
-                 chunk_ms: int = 100, ping_interval: float | None = 20.0, ping_timeout: float | None = 20.0):
+                 chunk_ms: int = 100, ping_interval: float | None = 20.0, ping_timeout: float | None = 20.0,
+                 frame_ms: int | None = 20, reply_delay_ms: int = 0):
         if not is_loopback(host) and not allow_remote:
             raise ConfigError(f"devserver: host {host} is not a loopback address; the dev server has no "
                               f"real security, so bind 127.0.0.1 or pass --allow-remote")
-        if speed <= 0 or chunk_ms <= 0:
-            raise ConfigError("devserver: speed and chunk_ms must be positive")
+        if speed <= 0 or chunk_ms <= 0 or reply_delay_ms < 0:
+            raise ConfigError("devserver: speed and chunk_ms must be positive, reply_delay_ms not negative")
         self.host = host
         self.port = port
         self._api_key = api_key
@@ -81,6 +82,12 @@ class DevServer:
         """How much faster than real time reply audio is sent (math.inf: no pause between chunks)."""
         self.chunk_ms = chunk_ms
         """Milliseconds of audio in each response.audio.delta."""
+        self.frame_ms = frame_ms
+        """Every append must carry exactly one frame this long in the session's input format
+        (SessionRecord.bad_appends lists those that do not); None accepts any size."""
+        self.reply_delay_ms = reply_delay_ms
+        """Time between asking for a reply (or the VAD ending the turn) and its response.created:
+        0 answers at once; the real service takes a few hundred ms."""
         self.faults = Faults()
         """Fault knobs (see faults.py), read by the server as it goes."""
         self.recorder = Recorder()

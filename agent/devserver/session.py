@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from websockets.exceptions import ConnectionClosed
@@ -21,7 +21,25 @@ if TYPE_CHECKING:
     from websockets.asyncio.server import ServerConnection
 
     from agent.devserver.asr import Recognizer
-    from agent.devserver.server import DevServer
+    from agent.devserver.faults import Faults
+    from agent.devserver.record import Recorder
+    from agent.devserver.script import Script
+
+
+class Host(Protocol):
+    """What a session needs of its server (agent.devserver.server.DevServer, which imports this
+    module: the dependency goes one way)."""
+
+    ids: Any
+    faults: Faults
+    recorder: Recorder
+    script: Script
+    frame_ms: int | None
+    reply_delay_ms: int
+
+    async def acquire_recognizer(self) -> Recognizer: ...
+
+    def release_recognizer(self, recognizer: Recognizer) -> None: ...
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +49,7 @@ MIN_COMMIT_MS = 100
 class Session:
     """Reads client events in order and answers them; responses stream on their own task."""
 
-    def __init__(self, ws: ServerConnection, server: DevServer, record: SessionRecord):
+    def __init__(self, ws: ServerConnection, server: Host, record: SessionRecord):
         self.ws = ws
         self.server = server
         self.ids = server.ids
@@ -221,6 +239,7 @@ class Session:
         if data is None:
             await self.error("invalid_value", "Invalid value for 'audio': not base64.", "audio", event_id)
             return
+        self._check_size(len(data))
         run = self.response
         if run and run.audio_started and not run.done:
             # Mira's barge-in: audio arriving while reply audio streams cancels the response.
@@ -249,6 +268,18 @@ class Session:
                 await self._commit(vad_event.sample, auto=True)
         if self.turn_item is not None:
             await self._feed_asr(self.received)
+
+    def _check_size(self, size: int) -> None:
+        """Every append is one frame of the server's frame_ms: a wrong size is recorded and logged."""
+        self.record.append_sizes[size] += 1
+        if self.server.frame_ms is None:
+            return
+        expected = self.rate * self.bps * self.server.frame_ms // 1000
+        if size != expected:
+            if not self.record.bad_appends:
+                log.warning("devserver: an append of %d bytes is not one %d ms frame of %s (%d bytes)",
+                            size, self.server.frame_ms, self.fmt, expected)
+            self.record.bad_appends.append(size)
 
     async def _begin_turn(self, start: int) -> None:
         self.turn_start = start
@@ -434,6 +465,8 @@ class Session:
 
     async def _respond(self, run: Run, input_tokens: int) -> None:
         try:
+            if self.server.reply_delay_ms:
+                await asyncio.sleep(self.server.reply_delay_ms / 1000)
             await responses.stream(self, run, input_tokens)
         except (ConnectionClosed, responses.Dropped):
             pass

@@ -135,6 +135,9 @@ class RealtimeConnection:
         self.host = urlsplit(settings.url).hostname or settings.url
         self.bytes_sent = 0
         self.bytes_received = 0
+        self.last_heard: float | None = None
+        """time.monotonic() of the last frame the server sent (None before the handshake)."""
+        self._brisk = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -158,6 +161,18 @@ class RealtimeConnection:
                 pass
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=2.0)
+
+    def set_liveness(self, brisk: bool) -> None:
+        """Brisk pings while a turn is in progress: a dead socket must be found while the audio
+        the daemon keeps can still carry the turn (server.turn_liveness_s); slower between turns."""
+        self._brisk = brisk
+
+    def _ping_timing(self) -> tuple[float, float]:
+        s = self._settings
+        if not self._brisk:
+            return s.ping_interval_s, s.ping_timeout_s
+        return (min(s.ping_interval_s, s.turn_liveness_s / 3),
+                min(s.ping_timeout_s, s.turn_liveness_s * 2 / 3))
 
     def abort(self) -> None:
         """Drop the socket without a close handshake (used when it is already dead)."""
@@ -220,16 +235,18 @@ class RealtimeConnection:
 
     def _read_loop(self, ws: websocket.WebSocket) -> ConnectionFailed | None:
         s = self._settings
-        last_rx = time.monotonic()
+        last_rx = self.last_heard = time.monotonic()
         ping_sent: float | None = None
         ws.settimeout(s.ping_timeout_s)
         while not self._closing.is_set():
             now = time.monotonic()
-            if ping_sent is not None and now - ping_sent > s.ping_timeout_s:
+            interval, timeout = self._ping_timing()
+            if ping_sent is not None and now - ping_sent > timeout:
                 ws.shutdown()
-                return ConnectionFailed(f"{self.host} stopped answering pings "
-                                        f"for {s.ping_timeout_s:g} s; the connection is dead")
-            if ping_sent is None and now - last_rx >= s.ping_interval_s:
+                return ConnectionFailed(f"{self.host} stopped answering pings: silent for "
+                                        f"{now - last_rx:.1f} s (no pong within {timeout:g} s); "
+                                        f"the connection is dead")
+            if ping_sent is None and now - last_rx >= interval:
                 try:
                     ws.ping()
                 except (websocket.WebSocketException, OSError):
@@ -248,7 +265,7 @@ class RealtimeConnection:
                 if isinstance(e, websocket.WebSocketProtocolException):
                     return ConnectionFailed(f"{self.host} broke the WebSocket protocol")
                 return ConnectionFailed(f"connection to {self.host} was lost")
-            last_rx = time.monotonic()
+            last_rx = self.last_heard = time.monotonic()
             ping_sent = None
             if opcode == websocket.ABNF.OPCODE_CLOSE:
                 return self._closed_by_server(frame.data)

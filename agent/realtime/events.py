@@ -16,7 +16,11 @@ from agent.realtime.settings import SessionSettings
 
 def session_update(s: SessionSettings, tools: list[dict] | None = None, *,
                    manual_turns: bool | None = None) -> dict:
-    """session.update from the settings; manual_turns overrides the configured turn mode."""
+    """session.update from the settings; manual_turns overrides the configured turn mode.
+
+    Server VAD ends and commits the user's turn but does not start the reply: the device asks
+    for it once it has stopped sending (see agent.conversation.link).
+    """
     td = s.turn_detection
     manual = td.mode == "manual" if manual_turns is None else manual_turns
     session: dict[str, Any] = {
@@ -30,7 +34,7 @@ def session_update(s: SessionSettings, tools: list[dict] | None = None, *,
             "type": "server_vad", "threshold": td.threshold,
             "prefix_padding_ms": td.prefix_padding_ms,
             "silence_duration_ms": td.silence_duration_ms,
-            "create_response": True, "interrupt_response": True,
+            "create_response": False, "interrupt_response": True,
         },
         "input_audio_transcription": None,
     }

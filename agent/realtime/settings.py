@@ -25,6 +25,8 @@ class ServerSettings(Section):
     """Seconds between keepalive pings on an open session."""
     ping_timeout_s: float = Field(5.0, gt=0, le=120)
     """Seconds without a pong before the socket is declared dead."""
+    turn_liveness_s: float = Field(3.0, ge=0.3, le=60)
+    """While a turn is in progress, a silent server is found dead within this many seconds."""
 
     @field_validator("url")
     @classmethod
@@ -85,6 +87,8 @@ class SessionSettings(Section):
     """Sampling temperature of the model."""
     follow_up_s: float = Field(8.0, ge=0, le=120)
     """Seconds after a reply during which the user may speak again without a trigger."""
+    frame_ms: Literal[20, 40] = 20
+    """Length of each audio frame sent up, in ms (the service recommends 20-40)."""
     max_session_min: float = Field(55.0, gt=0, le=600)
     """Sessions are ended cleanly before this many minutes (the service caps their length)."""
     turn_detection: TurnDetectionSettings = TurnDetectionSettings()
@@ -100,7 +104,7 @@ class ReconnectSettings(Section):
     """Longest backoff delay for network faults."""
     auth_retry_s: float = Field(300.0, gt=0, le=86400)
     """Delay between attempts after the server refused the key (fix the key and send SIGHUP)."""
-    buffer_s: float = Field(10.0, ge=0, le=120)
-    """Microphone audio kept while reconnecting mid-conversation, in seconds."""
+    buffer_s: float = Field(15.0, ge=0, le=120)
+    """How long a turn waits for the server to come back (its audio kept) before it is dropped."""
     stable_s: float = Field(10.0, gt=0, le=600)
     """A session that stayed up this long resets the backoff."""

@@ -1,0 +1,17 @@
+"""The conversation, in rooms: the state machine uses a frame router and a session link.
+
+    machine.py   Conversation: the states and transitions, on one thread fed by one queue
+    router.py    FrameRouter: where each microphone frame goes (canceller, pre-roll, wake word,
+                 voice barge-in, the link)
+    link.py      SessionLink: the connection to Mira across drops, and what a drop leaves owed
+    turn.py      Turn: the facts of one exchange, living as long as it does
+    tools.py     ToolRunner: tool calls off the conversation thread
+"""
+
+from agent.conversation.link import Owed, SessionLink, ToolOutcome
+from agent.conversation.machine import Conversation, Reopen
+from agent.conversation.router import FrameRouter, Heard
+from agent.conversation.turn import Turn
+
+__all__ = ["Conversation", "Reopen", "SessionLink", "Owed", "ToolOutcome", "FrameRouter", "Heard",
+           "Turn"]

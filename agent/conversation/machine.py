@@ -1,0 +1,670 @@
+"""The conversation: the speaker's state machine, on one thread, fed by one queue.
+
+Microphone, socket, buttons, tools and timers run on their own threads and only post here, so
+every state changes in one place, in order, without locks. The conversation uses two parts:
+the frame router (where each microphone frame goes) and the session link (the connection to
+Mira across drops). The states and transitions are those of shared/DESIGN.md:
+
+    IDLE --wake/button--> CONNECTING --session ready--> LISTENING --end of speech--> THINKING
+    THINKING --first audio--> SPEAKING --done and drained--> FOLLOW_UP --speech--> LISTENING
+    FOLLOW_UP --quiet for N s--> IDLE        SPEAKING --barge-in--> LISTENING
+    any session state --drop--> RECONNECTING --ready--> where it was ; MUTED, ERROR from anywhere
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from agent.audio.base import Microphone, Speaker
+from agent.audio.codec import StreamDecoder
+from agent.config import Config
+from agent.conversation.link import SessionLink, ToolOutcome
+from agent.conversation.router import FrameRouter
+from agent.conversation.tools import ToolRunner
+from agent.conversation.turn import Turn
+from agent.errors import EX_CONFIG, ConnectionFailed
+from agent.ratelog import RateLimitedLog
+from agent.realtime.client import RealtimeConnection
+from agent.realtime.retry import Backoff
+from agent.state import State
+
+log = logging.getLogger("agent.conversation")  # the name people filter the journal by
+
+IDLE_WAIT_S = 0.25   # longest sleep of the loop with nothing timed (the watchdog is fed meanwhile)
+DRAIN_POLL_S = 0.02  # while a reply plays, how often the loop looks whether it has drained
+THINKING_TIMEOUT_S = 20.0
+TOOL_GRACE_S = 60.0  # a running tool gets this long on top of THINKING_TIMEOUT_S
+INPUT_END_GRACE_S = 2.0  # after the input's end, time for the server to hear the last words
+SPEECH = {"SPEECH": True}  # marks log records that carry what people said (see [logging])
+
+
+@dataclass(frozen=True)
+class Reopen:
+    """A reloaded part that needs what the running one holds (its GPIO pins): close that first."""
+
+    open: Callable[[], Any]
+
+
+class Conversation:
+    """The state machine of the speaker, run on its own thread by `run()`."""
+
+    def __init__(self, config: Config, *, api_key: str, mic: Microphone, speaker: Speaker,
+                 detector=None, lights=None, toolbox=None, timers=None, earcons: dict | None = None,
+                 echo=None, voice=None,
+                 watchdog=None, on_state: Callable[[State, str], None] | None = None,
+                 on_event: Callable[[str, dict], None] | None = None,
+                 trigger_on_start: bool = False,
+                 connect: Callable[..., RealtimeConnection] = RealtimeConnection,
+                 clock: Callable[[], float] = time.monotonic, backoff: Backoff | None = None):
+        s = config.settings
+        self._config = config
+        self.mic = mic
+        self.speaker = speaker
+        self.lights = lights
+        self.timers = timers
+        self.buttons = None  # only held here so a reload can replace them
+        self.earcons = earcons or {}
+        self._watchdog = watchdog
+        self._on_state = on_state
+        self._on_event = on_event  # named events for hooks: see _tell
+        self._clock = clock
+        self._q: queue.SimpleQueue = queue.SimpleQueue()
+        self._ratelog = RateLimitedLog(log)
+        self.link = SessionLink(config, api_key, self, self.post, clock=clock, connect=connect,
+                                backoff=backoff)
+        self.router = FrameRouter(self.link.send_frame, preroll_ms=s.audio.preroll_ms, echo=echo,
+                                  detector=detector, voice=voice, wake=s.wake,
+                                  barge_in=s.echo.barge_in)
+        self.tools = ToolRunner(self.post)
+        self.toolbox = toolbox
+        self._decoder = StreamDecoder(s.session.output_audio_format)
+
+        self.state = State.IDLE
+        self.turn: Turn | None = None
+        self._trigger_on_start = trigger_on_start
+        self._resume_to: State | None = None    # where a drop interrupted the conversation
+        self._follow_up_until = 0.0
+        self._thinking_until = 0.0
+        self._auth_retry_at = 0.0
+        self._mic_ended_at: float | None = None
+        self._stopping = False
+        self._ringing = False
+        self._device_fault: str | None = None   # an audio device is gone (being reopened)
+        self._user_partial: dict[str, str] = {}
+        self._assistant_text: dict[str, str] = {}
+        self._call_names: dict[str, str] = {}
+        self.last_detection = None
+        self.exit_code = 0
+        self._counts = {"barge_ins": 0, "dropped_turns": 0}
+
+    # -- the parts, as the daemon and a reload see them ------------------------------------------
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    @config.setter
+    def config(self, config: Config) -> None:
+        """A new config reaches the link and the router too."""
+        self._config = self.link.config = config
+        self.router.wake = config.settings.wake
+        self.router.barge_in = config.settings.echo.barge_in
+
+    detector = property(lambda self: self.router.detector,
+                        lambda self, d: setattr(self.router, "detector", d))
+    echo = property(lambda self: self.router.echo, lambda self, e: setattr(self.router, "echo", e))
+    voice = property(lambda self: self.router.voice, lambda self, v: setattr(self.router, "voice", v))
+    backoff = property(lambda self: self.link.backoff, lambda self, b: setattr(self.link, "backoff", b))
+    ledger = property(lambda self: self.link.ledger)
+    conn = property(lambda self: self.link.conn)
+    history = property(lambda self: self.link.history)
+
+    @property
+    def toolbox(self):
+        return self.tools.toolbox
+
+    @toolbox.setter
+    def toolbox(self, toolbox) -> None:
+        self.tools.toolbox = self.link.tools = toolbox
+
+    @property
+    def counters(self) -> dict[str, int]:
+        return {**self.link.counters, **self._counts}
+
+    # -- what other threads call (they only post) -------------------------------------------
+
+    def post(self, *message: Any) -> None:
+        self._q.put(message)
+
+    def on_frame(self, frame: np.ndarray) -> None:
+        self._q.put(("frame", frame))
+
+    def on_mic_end(self) -> None:
+        self._q.put(("mic_end",))
+
+    def on_button(self, event: Any) -> None:
+        """A ButtonEvent from agent.gpio (or its action's name, e.g. "pressed")."""
+        action = getattr(event, "action", event)
+        if getattr(event, "long", False):
+            return  # the release that ends a long press: the long press already acted
+        self._q.put(("button", str(getattr(action, "value", action))))
+
+    def call_soon(self, fn: Callable[[], Any]) -> None:
+        """Run fn on the conversation thread, between two messages (e.g. a volume knob turned)."""
+        self._q.put(("call", fn))
+
+    def trigger(self, source: str) -> None:
+        self._q.put(("trigger", source))
+
+    def stop(self) -> None:
+        self._q.put(("stop",))
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Process messages until stop(); returns the exit code."""
+        self._show(State.IDLE, "started")
+        self.mic.start(self.on_frame, self.on_mic_end)
+        if self._trigger_on_start:
+            self.trigger("start of input")
+        handlers = {"frame": self._on_frame, "net": self.link.on_net, "button": self._on_button,
+                    "trigger": self._on_trigger, "mic_end": self._on_mic_end,
+                    "tools_done": self._on_tools_done, "stop": self._on_stop,
+                    "reload": self._on_reload, "mute": self._on_mute,
+                    "end_after_reply": self._on_end_after_reply,
+                    "timer_ring": self._on_timer_ring, "timer_quiet": self._on_timer_quiet,
+                    "device": self._on_device, "call": lambda fn: fn()}
+        try:
+            while not self._stopping:
+                try:
+                    message = self._q.get(timeout=self._wait_s(self._clock()))
+                except queue.Empty:
+                    message = None
+                if message is not None:
+                    handlers[message[0]](*message[1:])
+                self._tick(self._clock())
+        finally:
+            self._shutdown()
+        # A failed turn is news for a script (--exit-when-done), not for systemd's stop.
+        return self.exit_code if self.config.settings.daemon.exit_when_done else 0
+
+    def _wait_s(self, now: float) -> float:
+        """How long the loop may sleep: until the next timed thing (frames wake it anyway)."""
+        if self.state is State.SPEAKING or self._mic_ended_at is not None:
+            return DRAIN_POLL_S  # "drained" and "input over" are looked at, not announced
+        due = {State.THINKING: self._thinking_until,
+               State.FOLLOW_UP: self._follow_up_until}.get(self.state)
+        times = [t for t in (due, self.link.next_deadline()) if t is not None]
+        return min(IDLE_WAIT_S, max(0.0, min(times, default=now + IDLE_WAIT_S) - now))
+
+    def _shutdown(self) -> None:
+        self.mic.stop()
+        if self.link.active:
+            self._end_session("daemon stopping", earcon=None)
+        self.speaker.flush()
+
+    # -- state -------------------------------------------------------------------------------
+
+    def _show(self, state: State, reason: str) -> None:
+        if state is self.state and reason != "started":
+            return
+        previous, self.state = self.state, state
+        if reason == "started":
+            log.info("started, %s", state.value, extra={"STATE": state.value})
+        else:
+            log.info("state %s -> %s (%s)", previous.value, state.value, reason,
+                     extra={"STATE": state.value})
+        # A dead socket must be found while a turn can still be carried; between turns, slower.
+        self.link.set_liveness(state is not State.FOLLOW_UP)
+        if self.lights is not None:
+            self.lights.show(state)
+        if self._on_state is not None:
+            self._on_state(state, reason)
+        if state is State.ERROR:
+            self._tell("error", message=reason)
+
+    def _tell(self, event: str, /, **details: Any) -> None:
+        """A named event for observers (hooks): wake_word {model, score}, session_opened {host},
+        session_closed {reason, summary}, tool_called {name, ok}, error {message}."""
+        if self._on_event is not None:
+            self._on_event(event, details)
+
+    def _earcon(self, name: str | None) -> None:
+        sound = self.earcons.get(name) if name else None
+        if sound is not None:
+            self.speaker.play(sound, None)
+
+    def _begin_turn(self, source: str, *, manual: bool = False, ignored: str | None = None) -> Turn:
+        self.turn = Turn(source, manual=manual, ignored_response=ignored)
+        return self.turn
+
+    def _think(self, reason: str, extra_s: float = 0.0) -> None:
+        self._thinking_until = self._clock() + THINKING_TIMEOUT_S + extra_s
+        self._show(State.THINKING, reason)
+
+    def _follow_up(self, reason: str) -> None:
+        self._follow_up_until = self._clock() + self.config.settings.session.follow_up_s
+        self.turn = None
+        self._show(State.FOLLOW_UP, reason)
+
+    # -- microphone --------------------------------------------------------------------------
+
+    def _on_frame(self, frame: np.ndarray) -> None:
+        heard = self.router.route(frame, self.state)
+        if heard is None:
+            return
+        if heard.hit is not None:
+            hit = heard.hit
+            log.info("wake word %s heard (score %.2f)", hit.model, hit.score)
+            self._tell("wake_word", model=hit.model, score=round(float(hit.score), 3))
+            self.last_detection = hit
+        else:
+            log.info("voice heard over the reply (%.0f dBFS)", self.router.voice.level_db)
+        self._on_trigger(heard.source, heard.after)
+
+    def _on_mic_end(self) -> None:
+        self._mic_ended_at = self._clock()
+        log.info("microphone input ended")
+        turn = self.turn
+        if self.state is State.LISTENING and turn is not None and (turn.speaking or turn.manual):
+            self._end_turn("input ended")
+
+    # -- triggers ----------------------------------------------------------------------------
+
+    def _on_trigger(self, source: str, after: list[np.ndarray] | None = None,
+                    manual: bool = False) -> None:
+        """Start (or interrupt) a turn; `after` is audio already captured that belongs to it."""
+        if self._ringing and self.timers is not None:
+            self.timers.stop_ringing()  # the press or the wake word answers the timer
+            return
+        st = self.state
+        if after is None:
+            after = [] if source == "start of input" else self.router.preroll()
+        if st is State.SPEAKING or (st is State.THINKING and self.link.active_response):
+            self._barge_in(source, after, manual)
+        elif st in (State.IDLE, State.ERROR):
+            self._start_session(source, after, manual)
+        elif st is State.FOLLOW_UP:
+            self._begin_turn(source, manual=manual)
+            if manual:  # push-to-talk: this turn is the button's, not the server VAD's
+                self.link.use_turns(manual=True)
+                self.link.clear_input()  # what was streamed while waiting is not this turn
+                for frame in after:
+                    self.link.send_frame(frame)
+            self._show(State.LISTENING, source)
+
+    def _on_button(self, what: str) -> None:
+        mode = self.config.settings.button.mode
+        if what == "long_press":
+            self._set_muted(self.state is not State.MUTED, "long press")
+        elif what in ("mute_on", "mute_off"):
+            self._set_muted(what == "mute_on", "mute switch")
+        elif self.state is State.MUTED:
+            return
+        elif what == "pressed":
+            self._on_trigger("button", manual=mode == "hold")
+        elif what == "released" and self.turn is not None and self.turn.manual:
+            if self.state is State.LISTENING:
+                self._end_turn("button released")
+            elif self.state in (State.CONNECTING, State.RECONNECTING):
+                self.turn.released = True
+
+    def _set_muted(self, muted: bool, reason: str) -> None:
+        if muted and self.state is not State.MUTED:
+            if self.link.active:
+                self.speaker.flush()
+                self._end_session(f"muted by {reason}", earcon=None, then=State.MUTED)
+            self.router.clear()
+            self._show(State.MUTED, reason)
+        elif not muted and self.state is State.MUTED:
+            self._show(State.IDLE, reason)
+
+    def _end_turn(self, reason: str) -> None:
+        """The device ends the user's turn (push-to-talk, or input over): commit and ask."""
+        if not self.link.ready:
+            return
+        self.link.end_turn()
+        self.turn.manual = False
+        self._think(reason)
+
+    def _barge_in(self, source: str, after: list[np.ndarray], manual: bool) -> None:
+        """The user takes the turn back: silence now, cut the item at what was heard, cancel."""
+        played = self.speaker.flush()
+        ledger = self.link.ledger
+        item = ledger.speaking_item
+        heard_ms = ledger.truncate_ms(item, played.get(item, 0)) if item is not None else 0
+        cancelled = self.link.cancel_reply(item, heard_ms)
+        self._counts["barge_ins"] += 1
+        ledger.speaking_item = None
+        self._decoder.reset()
+        self._begin_turn(source, manual=manual, ignored=cancelled)
+        self._show(State.LISTENING, f"barge-in by {source}")
+        for frame in after:
+            self.link.send_frame(frame)
+
+    # -- the session -------------------------------------------------------------------------
+
+    def _start_session(self, source: str, after: list[np.ndarray], manual: bool) -> None:
+        now = self._clock()
+        if self._device_fault is not None:
+            log.warning("%s ignored: %s", source, self._device_fault)
+            return
+        if self.state is State.ERROR and now < self._auth_retry_at:
+            log.warning("%s ignored: the server refused the API key; next attempt in %.0f s "
+                        "(fix the key and send SIGHUP to retry now)", source, self._auth_retry_at - now)
+            self._earcon("error")
+            return
+        self.router.clear()
+        self._earcon("wake")
+        self._begin_turn(source, manual=manual)
+        self._decoder = StreamDecoder(self.config.settings.session.output_audio_format)
+        self._show(State.CONNECTING, source)
+        self.link.open(manual=manual or self.config.settings.session.turn_detection.mode == "manual",
+                       held=after)
+
+    def _end_session(self, reason: str, earcon: str | None = "end", then: State = State.IDLE) -> None:
+        summary = self.link.close(reason)
+        if summary is not None:
+            log.info("session closed (%s): %s", reason, summary)
+            self._tell("session_closed", reason=reason, summary=summary)
+        self.turn = None
+        self._resume_to = None
+        self._earcon(earcon)
+        if self.state is not State.MUTED:
+            self._show(then, reason)
+
+    def _drop_turn(self, reason: str) -> None:
+        log.error("turn dropped: %s", reason)
+        self._counts["dropped_turns"] += 1
+        self.exit_code = self.exit_code or 1
+        self.speaker.flush()
+        self._end_session(reason, earcon="error")
+
+    # -- what the link tells --------------------------------------------------------------------
+
+    def link_ready(self, resumed: bool, redelivered: str | None) -> None:
+        """A session is open and configured (and what a drop left owed was sent again)."""
+        self._decoder = StreamDecoder(self.config.settings.session.output_audio_format)
+        if not resumed:
+            self._tell("session_opened", host=self.link.conn.host)
+        if resumed and self._resume_to is State.FOLLOW_UP and redelivered is None:
+            # Still the follow-up window: it ends the session unless the user speaks (the grace
+            # lets the server hear the audio kept while reconnecting).
+            self._follow_up_until = max(self._follow_up_until, self._clock() + INPUT_END_GRACE_S)
+            self._show(State.FOLLOW_UP, "session resumed")
+        else:
+            if self.turn is None:
+                self._begin_turn("follow-up")
+            self._show(State.LISTENING, "session resumed" if resumed else "session ready")
+        self._resume_to = None
+        turn = self.turn
+        if redelivered == "outputs":
+            self._think("returning what a tool did during the drop")
+        elif redelivered == "reply":
+            self._think("asking again for the reply cut by the drop")
+        elif self.tools.running:
+            self._think("a tool is still running", TOOL_GRACE_S)
+        elif turn is not None and turn.manual and (turn.released or self._mic_ended_at is not None):
+            self._end_turn("button released" if self._mic_ended_at is None else "input ended")
+
+    def link_event(self, event) -> None:
+        handler = self._EVENT_HANDLERS.get(event.type)
+        if handler is not None:
+            handler(self, event)
+        else:
+            log.debug("ignored server event %s", event.type)
+
+    def link_reconnecting(self, failure: ConnectionFailed, delay: float) -> None:
+        log.warning("%s; reconnecting in %.1f s (microphone audio is kept meanwhile)", failure, delay)
+        if self.state is not State.RECONNECTING:
+            self._resume_to = self.state
+            if self.state is State.SPEAKING:
+                self.speaker.flush()
+            if self.turn is not None:
+                self.turn.speaking = False  # the next session's VAD starts afresh
+        self._show(State.RECONNECTING, str(failure))
+
+    def link_gave_up(self, failure: ConnectionFailed, auth: bool) -> None:
+        if not auth:
+            self._drop_turn(str(failure))
+            return
+        retry = self.config.settings.reconnect.auth_retry_s
+        log.error("%s. Not retrying for %.0f s (or until SIGHUP).", failure, retry)
+        self._auth_retry_at = self._clock() + retry
+        self.exit_code = EX_CONFIG  # only a person can fix a refused key
+        self.speaker.flush()
+        self._end_session("the server refused the key", earcon="error", then=State.ERROR)
+
+    # -- server events -------------------------------------------------------------------------
+
+    def _ev_speech_started(self, e) -> None:
+        if self.turn is None:
+            self._begin_turn("follow-up")
+        self.turn.speaking = True
+        if self.state is State.FOLLOW_UP:
+            self._show(State.LISTENING, "user spoke again")
+
+    def _ev_speech_stopped(self, e) -> None:
+        if self.turn is not None:
+            self.turn.speaking = False
+        if self.state is State.LISTENING:
+            # Sending stops here (THINKING); only then is the reply asked for, so no frame of
+            # this turn can reach the server while the reply streams (Mira cancels it on one).
+            self._think("end of speech")
+            self.link.ask_reply()
+
+    def _ev_user_delta(self, e) -> None:
+        text = self._user_partial.get(e.item_id, "") + e.text
+        self._user_partial[e.item_id] = text
+        log.info("user (partial): %s", text, extra=SPEECH)
+
+    def _ev_user_done(self, e) -> None:
+        self._user_partial.pop(e.item_id, None)
+        log.info("user: %s", e.text, extra=SPEECH)
+        self.link.history.add("user", e.text)
+
+    def _ignored(self, e) -> bool:
+        return self.turn is not None and self.turn.ignored_response is not None \
+            and e.get("response_id") == self.turn.ignored_response
+
+    def _ev_assistant_delta(self, e) -> None:
+        if self._ignored(e):
+            return
+        text = self._assistant_text.get(e.item_id, "") + e.text
+        self._assistant_text[e.item_id] = text
+        log.debug("assistant (partial): %s", text, extra=SPEECH)
+
+    def _ev_assistant_done(self, e) -> None:
+        self._assistant_text.pop(e.item_id, None)
+        if self._ignored(e):
+            return
+        log.info("assistant: %s", e.text, extra=SPEECH)
+        self.link.history.add("assistant", e.text)
+
+    def _ev_response_created(self, e) -> None:
+        if self.state in (State.LISTENING, State.FOLLOW_UP):
+            if self.turn is None:
+                self._begin_turn("server")
+            self._think("reply started")
+
+    def _ev_audio_delta(self, e) -> None:
+        if self._ignored(e) or self.state not in (State.THINKING, State.SPEAKING):
+            return  # an interrupted reply, or the user already took the turn back
+        pcm = self._decoder.decode(e.audio)
+        self.link.ledger.audio_received(e.item_id, len(pcm))
+        self.speaker.play(pcm, e.item_id)
+        if self.state is not State.SPEAKING:
+            self._show(State.SPEAKING, "first reply audio")
+
+    def _ev_audio_done(self, e) -> None:
+        # The resampler of G.711 audio holds its last few ms back until told the item ended.
+        tail = self._decoder.flush()
+        if len(tail) and self.state is State.SPEAKING and not self._ignored(e):
+            item = str(e.get("item_id") or "")
+            self.link.ledger.audio_received(item, len(tail))
+            self.speaker.play(tail, item)
+
+    def _ev_item_added(self, e) -> None:
+        item = e.get("item") or {}
+        if item.get("type") == "function_call":
+            self._call_names[str(item.get("call_id"))] = str(item.get("name") or "")
+
+    def _ev_function_call(self, e) -> None:
+        name = e.name or self._call_names.get(e.call_id, "")
+        self.link.ledger.pending_calls.append((e.call_id, name, e.arguments))
+
+    def _ev_response_done(self, e) -> None:
+        ledger = self.link.ledger
+        if e.status not in ("completed", "cancelled"):
+            self._ratelog(logging.WARNING, f"status:{e.status}",
+                          f"reply ended with status {e.status}: "
+                          f"{(e.get('response') or {}).get('status_details')}")
+        if ledger.pending_calls:
+            calls, ledger.pending_calls = ledger.pending_calls, []
+            self._think(f"running tool {', '.join(n for _, n, _ in calls)}", TOOL_GRACE_S)
+            self.tools.start(calls, generation=self.link.generation, connection=self.link.connection)
+
+    def _ev_error(self, e) -> None:
+        self._ratelog(logging.WARNING, f"error:{e.code}",
+                      f"server reported an error: {e.code or e.error_type}: {e.message}")
+
+    _EVENT_HANDLERS = {
+        "input_audio_buffer.speech_started": _ev_speech_started,
+        "input_audio_buffer.speech_stopped": _ev_speech_stopped,
+        "conversation.item.input_audio_transcription.delta": _ev_user_delta,
+        "conversation.item.input_audio_transcription.completed": _ev_user_done,
+        "response.audio_transcript.delta": _ev_assistant_delta,
+        "response.audio_transcript.done": _ev_assistant_done,
+        "response.created": _ev_response_created,
+        "response.audio.delta": _ev_audio_delta,
+        "response.audio.done": _ev_audio_done,
+        "response.output_item.added": _ev_item_added,
+        "response.function_call_arguments.done": _ev_function_call,
+        "response.done": _ev_response_done,
+        "error": _ev_error,
+    }
+
+    # -- tools -------------------------------------------------------------------------------
+
+    def _on_tools_done(self, generation: int, outcomes: list[ToolOutcome]) -> None:
+        self.tools.finished()
+        for o in outcomes:
+            self._tell("tool_called", name=o.name, ok=o.ok)
+        if generation != self.link.generation:
+            return  # the session ended while the tool ran
+        self.link.deliver(outcomes)  # owed to the next session while reconnecting
+        if self.link.ready:
+            self._thinking_until = self._clock() + THINKING_TIMEOUT_S
+
+    # -- time --------------------------------------------------------------------------------
+
+    def _tick(self, now: float) -> None:
+        if self._watchdog is not None:
+            self._watchdog.kick()
+        self.link.tick(now)
+        st, turn, session = self.state, self.turn, self.config.settings.session
+        mic_ended = self._mic_ended_at is not None
+        if st is State.SPEAKING and self.link.active_response is None and self.speaker.drained() \
+                and not self.tools.running:
+            if turn is not None and turn.last:
+                self._end_session("the user said goodbye")
+            else:
+                self._follow_up("reply finished")
+        elif st is State.THINKING and now > self._thinking_until and not self.tools.running:
+            log.warning("no reply from the server within %.0f s", THINKING_TIMEOUT_S)
+            self._follow_up("no reply")
+        elif st is State.LISTENING and mic_ended and not (turn is not None and turn.speaking) \
+                and now - self._mic_ended_at > INPUT_END_GRACE_S:
+            self._end_session("input ended")
+        elif st in (State.CONNECTING, State.RECONNECTING) and mic_ended \
+                and now - self._mic_ended_at > self.config.settings.reconnect.buffer_s:
+            self._drop_turn("the input ended and the server could not be reached for "
+                            f"{self.config.settings.reconnect.buffer_s:g} s")
+        elif st is State.FOLLOW_UP and (now > self._follow_up_until or mic_ended):
+            self._end_session("input ended" if mic_ended else
+                              f"no follow-up for {session.follow_up_s:g} s")
+        elif st is State.FOLLOW_UP and self.link.ledger is not None \
+                and now - self.link.ledger.opened_at > session.max_session_min * 60:
+            self._end_session("the session reached its maximum length")
+        if mic_ended and self.config.settings.daemon.exit_when_done and self.state in \
+                (State.IDLE, State.ERROR, State.MUTED) and self.speaker.drained():
+            self._stopping = True
+
+    # -- control -----------------------------------------------------------------------------
+
+    def _on_stop(self) -> None:
+        self._stopping = True
+
+    def _on_mute(self, muted: bool) -> None:
+        self._set_muted(muted, "asked by voice")
+
+    def _on_end_after_reply(self) -> None:
+        if self.link.active:
+            (self.turn or self._begin_turn("follow-up")).last = True
+
+    def _on_timer_ring(self, timer) -> None:
+        self._ringing = True
+        log.info("timer %s is ringing%s", timer.id, f" ({timer.label})" if timer.label else "")
+        self._earcon("ring")
+        if self.lights is not None and hasattr(self.lights, "ring"):
+            self.lights.ring()
+
+    def _on_timer_quiet(self) -> None:
+        self._ringing = False
+        if self.lights is not None:
+            self.lights.show(self.state)
+
+    def _on_device(self, ok: bool, message: str) -> None:
+        """An audio device was lost (it is being reopened with backoff) or came back."""
+        if not ok:
+            self._device_fault = message
+            log.error("%s", message)
+            if self.link.active:
+                self.speaker.flush()
+                self._end_session("audio device lost", earcon=None, then=State.ERROR)
+            elif self.state is not State.MUTED:
+                self._show(State.ERROR, message)
+        else:
+            log.info("%s", message)
+            self._device_fault = None
+            if self.state is State.ERROR and self._clock() >= self._auth_retry_at:
+                self._show(State.IDLE, "audio device back")
+
+    def _on_reload(self, config: Config, parts: dict[str, Any] | None = None,
+                   api_key: str | None = None) -> None:
+        """A reloaded config (SIGHUP), with the parts rebuilt for it and the key read again.
+
+        Swapped in here, between two messages, so no part is replaced or closed while in use.
+        A fixed key is worth trying at once: the refused-key wait is over.
+        """
+        self._swap_parts(parts or {})
+        self.config = config
+        if self.voice is not None:
+            self.voice.configure(config.settings.echo)
+        if api_key:
+            self.link.key = api_key
+        self._auth_retry_at = 0.0
+        log.info("configuration reloaded")
+        if self.state is State.ERROR and self._device_fault is None:
+            self._show(State.IDLE, "configuration reloaded")
+
+    def _swap_parts(self, parts: dict[str, Any]) -> None:
+        for name, part in parts.items():
+            old = getattr(self, name)
+            if isinstance(part, Reopen):
+                if old is not None:
+                    old.close()
+                part = part.open()
+            setattr(self, name, part)
+            if old is not None and old is not part and hasattr(old, "close"):
+                old.close()
+        if "detector" in parts:
+            self.router.forget_wake_context()
+        if "lights" in parts and self.lights is not None:
+            self.lights.show(self.state)
