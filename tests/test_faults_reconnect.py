@@ -14,6 +14,7 @@ from agent.realtime import retry
 from agent.state import State
 from fault_proxy import FaultProxy, Watch, dithered, input_frames, retune
 from harness import KEY, Run, check_all_events
+from wire_scenarios import every_network_fault
 
 pytestmark = pytest.mark.slow
 
@@ -92,51 +93,22 @@ def test_each_network_fault_is_retried_and_no_frame_is_lost(tmp_path, caplog):
     """Refused, reset, close 1001, close 1011, session_expired and a 503 handshake: each classified
     RETRY, reconnected, and the microphone stream across all sessions has no gap and no repeat."""
     caplog.set_level(logging.WARNING, logger="agent.conversation")
-    pcm = silence(24.0)
-    with DevServer(api_key=KEY) as server, FaultProxy(server.port) as proxy:
-        run = Run(tmp_path, proxy, pcm, session={"follow_up_s": 1.0},
-                  reconnect={"base_s": 0.2, "stable_s": 0.5})
-        retune(run, server={"url": proxy.url})
-        faults = {
-            "refused": lambda: (proxy.refuse(), proxy.cut()),
-            "reset": proxy.cut,
-            "close 1001": lambda: server.close_connections(1001),
-            "close 1011": lambda: server.close_connections(1011),
-            "session_expired": server.expire_sessions,
-            "handshake 503": lambda: (setattr(server.faults, "refuse_status", 503), proxy.cut()),
-        }
-        heals = {"refused": proxy.listen, "handshake 503": lambda: setattr(server.faults, "refuse_status", None)}
-        drops, attempts = [], {}
-        watch = Watch(run)
-        with run:
-            ready = watch.wait(State.LISTENING)
-            for name, inject in faults.items():
-                time.sleep(0.6)  # up longer than stable_s: the backoff starts again from base
-                inject()
-                drop = watch.wait(State.RECONNECTING, after=ready.at)
-                if name in heals:
-                    time.sleep(0.8)  # a few attempts fail first
-                    heals[name]()
-                ready = watch.wait(State.LISTENING, after=drop.at, timeout=10)
-                drops.append((name, drop))
-                attempts[name] = run.conversation.backoff.attempt
-            run.conversation.stop()
-            run.join(10)
-    reasons = {name: d.reason for name, d in drops}
+    r = every_network_fault(tmp_path)
+    reasons, attempts = r.reasons, r.attempts
     assert "refused the connection" in caplog.text
     assert "HTTP 503" in caplog.text
     assert "(1001" in reasons["close 1001"] and "(1011" in reasons["close 1011"]
     assert "session_expired" in reasons["session_expired"]
     assert "was lost" in reasons["reset"] and "was lost" in reasons["refused"]
-    assert run.states.count(State.ERROR) == 0
+    assert r.errors == 0
     # A session that stayed up past stable_s resets the backoff: one delay from base, then back.
     assert all(attempts[n] == 1 for n in ("reset", "close 1001", "close 1011", "session_expired"))
     assert attempts["refused"] > 1 and attempts["handshake 503"] > 1
     # Every frame the microphone gave, in order, across all the sessions, none missing, none twice.
-    got = [i for record in server.sessions for i in input_frames(record, pcm)]
+    got = r.got
     assert got == list(range(len(got)))
-    assert len(got) >= watch.frames - 5  # all but the last moment's frames (stop) reached a server
-    assert len([s for s in server.sessions if s.client_events]) >= 7
+    assert len(got) >= r.processed - 5  # all but the last moment's frames (stop) reached a server
+    assert r.sessions >= 7
 
 
 def test_drop_while_the_user_speaks_carries_the_whole_utterance_to_the_new_session(tmp_path):

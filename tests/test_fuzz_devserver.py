@@ -122,7 +122,13 @@ def test_hostile_client_events_mid_conversation_never_take_the_devserver_down(ca
         drain(ws)
         ws.send(json.dumps({"type": "session.update", "session": {"input_audio_format": "pcm16",
                                                                   "voice": "verse"}}))
-        assert any(e["type"] == "session.updated" and e["session"]["voice"] == "verse" for e in drain(ws, "session.updated"))
+        # Under load the server may still be answering the hostile events (some are valid
+        # session.updates): read on until the answer to this one.
+        for _ in range(50):
+            updated = drain(ws, "session.updated")[-1]
+            if updated["session"]["voice"] == "verse":
+                break
+        assert updated["session"]["voice"] == "verse"
         ws.close()
         assert server._thread.is_alive()
         errors = sum(e.get("type") == "error" for e in server.sessions[0].server_events)

@@ -11,15 +11,13 @@ from agent.audio.base import FRAME_SAMPLES, SAMPLE_RATE
 from agent.audio.codec import FrameEncoder, frame_bytes
 from agent.demo import user_audio
 from agent.devserver import DevServer
-from agent.devserver.script import Entry, Script
 from agent.state import State
 from fault_proxy import FaultProxy, Watch, dithered, input_frames, retune
 from harness import KEY, Run, check_all_events
+from wire_scenarios import (SCRIPT, STORY, black_hole_mid_utterance, cancelled_by_device,
+                            conversation_through_latency)
 
 pytestmark = pytest.mark.slow
-
-STORY = "Once upon a time there was a small robot who lived in a lighthouse by the sea."
-SCRIPT = Script(entries=(Entry("tell me a story", reply=STORY), Entry("hello", reply="Hi there.")))
 
 
 def _mic_frames(pcm: np.ndarray) -> list[np.ndarray]:
@@ -53,67 +51,32 @@ def test_every_append_is_one_frame_and_the_stream_is_sample_exact(tmp_path, fmt,
     check_all_events(session)
 
 
-def _no_cancel_by_the_device(server) -> None:
-    """No reply was ever cut by an append that arrived while its audio streamed."""
-    done = [e["response"] for s in server.sessions for e in s.events("response.done")]
-    assert not [r for r in done if (r.get("status_details") or {}).get("reason") == "turn_detected"]
-
-
 @pytest.mark.parametrize("reply_delay_ms", [0, 400])
 def test_frames_in_flight_at_the_end_of_speech_never_cancel_the_reply(tmp_path, reply_delay_ms):
     """150 ms each way between device and server, a server that answers the instant it is asked
     (or 400 ms later): frames still on the wire when the server's VAD ends the turn arrive before
     the reply is asked for, so the reply streams and plays whole."""
-    pcm = dithered(user_audio([(0.3, "Tell me a story.")], trailing_s=9.0))
-    with DevServer(api_key=KEY, script=SCRIPT, reply_delay_ms=reply_delay_ms) as server, \
-            FaultProxy(server.port) as proxy:
-        proxy.delay_s = 0.15
-        run = Run(tmp_path, proxy, pcm, session={"follow_up_s": 1.0})
-        retune(run, server={"url": proxy.url})
-        with run:
-            run.join(40)
+    server = conversation_through_latency(tmp_path, one_way_s=0.15, reply_delay_ms=reply_delay_ms)
     session = server.sessions[0]
-    _no_cancel_by_the_device(server)
+    assert cancelled_by_device(server) == 0
     assert session.replies[0].status == "completed" and session.replies[0].text == STORY
-    assert [s for s in run.states if s is State.SPEAKING] == [State.SPEAKING]
     # The turn's last append went before the request for the reply, on the same ordered socket.
     kinds = [e.get("type") for e in session.client_events]
     first_create = kinds.index("response.create")
-    assert "input_audio_buffer.append" not in kinds[first_create:kinds.index("response.create") + 1]
     assert kinds.index("input_audio_buffer.append") < first_create
+    assert session.turns and session.turns[0].transcript == "tell me a story"
     check_all_events(session)
 
 
 def test_a_black_hole_mid_utterance_with_the_default_settings_keeps_the_utterance_whole(tmp_path):
-    """With the shipped ping settings, a server that stops answering while the user speaks is found
-    dead while the turn's audio is still kept; the next session hears the whole utterance."""
-    pcm = dithered(user_audio([(0.5, "Tell me a story.")], trailing_s=12.0))
-    with DevServer(api_key=KEY, script=SCRIPT) as server, FaultProxy(server.port) as proxy:
-        run = Run(tmp_path, proxy, pcm, session={"follow_up_s": 1.0})
-        retune(run, server={"url": proxy.url})
-        watch = Watch(run)
-        with run:
-            started = server.wait_for(lambda: server.sessions and server.sessions[0].events(
-                "input_audio_buffer.speech_started"), timeout=10)
-            assert started
-            proxy.blackhole()
-            holed = time.monotonic()
-            dropped = watch.wait(State.RECONNECTING, timeout=10)
-            run.join(40)
-    assert dropped.at - holed < 4.5, "found dead within turn_liveness_s (3 s) and a little"
-    assert "stopped answering pings" in dropped.reason
-    assert run.conversation.counters["dropped_turns"] == 0
-    first, second = server.sessions[0], server.sessions[-1]
-    assert not first.turns  # the dead session never committed it
-    assert second.turns and second.turns[0].transcript == "tell me a story"
-    kinds = [e["type"] for e in second.client_events]
-    turn = kinds[:kinds.index("response.create")].count("input_audio_buffer.append")
-    got = input_frames(second, pcm)[:turn]  # the user's turn: from before the speech, no gap
-    speech_start = int(0.5 * SAMPLE_RATE) // FRAME_SAMPLES
-    assert got[0] <= speech_start and got == list(range(got[0], got[0] + len(got)))
-    assert second.replies[0].status == "completed"
-    _no_cancel_by_the_device(server)
-    check_all_events(second)
+    """With the shipped ping settings, a server that stops answering as the user starts to speak
+    is found dead while the turn's audio is still kept; the next session hears it all."""
+    r = black_hole_mid_utterance(tmp_path)
+    assert r.detect_s < 4.5, "found dead within turn_liveness_s (3 s) and a little"
+    assert "stopped answering pings" in r.reason
+    assert r.dropped_turns == 0 and r.cancelled_by_device == 0
+    assert r.transcript == "tell me a story"
+    assert r.missing == 0
 
 
 def test_a_reset_while_the_user_speaks_and_while_a_reply_streams_loses_nothing(tmp_path):
@@ -136,7 +99,7 @@ def test_a_reset_while_the_user_speaks_and_while_a_reply_streams_loses_nothing(t
             proxy.cut()
             watch.wait(State.RECONNECTING, after=speaking.at)
             run.join(40)
-    _no_cancel_by_the_device(server)
+    assert cancelled_by_device(server) == 0
     assert run.conversation.counters["dropped_turns"] == 0
     heard = [s for s in server.sessions if s.turns]
     assert heard[0].turns[0].transcript == "tell me a story"

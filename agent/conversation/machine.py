@@ -201,7 +201,11 @@ class Conversation:
         due = {State.THINKING: self._thinking_until,
                State.FOLLOW_UP: self._follow_up_until}.get(self.state)
         times = [t for t in (due, self.link.next_deadline()) if t is not None]
-        return min(IDLE_WAIT_S, max(0.0, min(times, default=now + IDLE_WAIT_S) - now))
+        longest = IDLE_WAIT_S
+        period = getattr(self._watchdog, "period", None)
+        if period:  # the watchdog is fed from this loop: wake well within its period
+            longest = min(longest, period / 2)
+        return min(longest, max(0.0, min(times, default=now + longest) - now))
 
     def _shutdown(self) -> None:
         self.mic.stop()
