@@ -144,7 +144,7 @@ def test_the_encoder_steps_per_detent_and_its_switch_mutes_or_talks(pins):
         press(pins, ENC_SW)
     assert [steps.get_nowait() for _ in range(steps.qsize())] == [1, 1, 1, -1, -1]
     assert [e.action for e in (events.get_nowait() for _ in range(events.qsize()))] == \
-        [ButtonAction.LONG_PRESS]
+        [ButtonAction.MUTE_TOGGLE]
     with Buttons(settings.model_copy(update={"encoder_switch": "talk"}), events.put_nowait):
         press(pins, ENC_SW)
     assert [events.get_nowait().action for _ in range(2)] == [ButtonAction.PRESSED, ButtonAction.RELEASED]

@@ -7,12 +7,12 @@ import time
 import numpy as np
 import pytest
 
-from agent.audio.base import FRAME_SAMPLES, SAMPLE_RATE
+from agent.audio.base import FRAME_SAMPLES
 from agent.audio.codec import FrameEncoder, frame_bytes
 from agent.demo import user_audio
 from agent.devserver import DevServer
 from agent.state import State
-from fault_proxy import FaultProxy, Watch, dithered, input_frames, retune
+from fault_proxy import FaultProxy, Watch, dithered, retune
 from harness import KEY, Run, check_all_events
 from wire_scenarios import (SCRIPT, STORY, black_hole_mid_utterance, cancelled_by_device,
                             conversation_through_latency)

@@ -1,6 +1,9 @@
 """The conversation, in rooms: the state machine uses a frame router and a session link.
 
-    machine.py   Conversation: the states and transitions, on one thread fed by one queue
+    machine.py   Conversation: the states and the transitions the user and the box cause
+    server_side.py  ... and those the server causes (link news, server events, tool results)
+    loop.py      Inbox: what other threads may call (they only post), and the loop serving it
+    reply.py     the reply's audio to the speaker, both sides' words to the log and the history
     router.py    FrameRouter: where each microphone frame goes (canceller, pre-roll, wake word,
                  voice barge-in, the link)
     link.py      SessionLink: the connection to Mira across drops, and what a drop leaves owed

@@ -14,7 +14,6 @@ Mira across drops). The states and transitions are those of shared/DESIGN.md:
 from __future__ import annotations
 
 import logging
-import queue
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -22,13 +21,14 @@ from typing import Any, Callable
 import numpy as np
 
 from agent.audio.base import Microphone, Speaker
-from agent.audio.codec import StreamDecoder
 from agent.config import Config
-from agent.conversation.link import SessionLink, ToolOutcome
+from agent.conversation.link import SessionLink
+from agent.conversation.loop import Inbox
+from agent.conversation.reply import ReplyAudio, Words
+from agent.conversation.server_side import INPUT_END_GRACE_S, THINKING_TIMEOUT_S, ServerSide
 from agent.conversation.router import FrameRouter
 from agent.conversation.tools import ToolRunner
 from agent.conversation.turn import Turn
-from agent.errors import EX_CONFIG, ConnectionFailed
 from agent.ratelog import RateLimitedLog
 from agent.realtime.client import RealtimeConnection
 from agent.realtime.retry import Backoff
@@ -38,10 +38,6 @@ log = logging.getLogger("agent.conversation")  # the name people filter the jour
 
 IDLE_WAIT_S = 0.25   # longest sleep of the loop with nothing timed (the watchdog is fed meanwhile)
 DRAIN_POLL_S = 0.02  # while a reply plays, how often the loop looks whether it has drained
-THINKING_TIMEOUT_S = 20.0
-TOOL_GRACE_S = 60.0  # a running tool gets this long on top of THINKING_TIMEOUT_S
-INPUT_END_GRACE_S = 2.0  # after the input's end, time for the server to hear the last words
-SPEECH = {"SPEECH": True}  # marks log records that carry what people said (see [logging])
 
 
 @dataclass(frozen=True)
@@ -51,7 +47,7 @@ class Reopen:
     open: Callable[[], Any]
 
 
-class Conversation:
+class Conversation(Inbox, ServerSide):
     """The state machine of the speaker, run on its own thread by `run()`."""
 
     def __init__(self, config: Config, *, api_key: str, mic: Microphone, speaker: Speaker,
@@ -73,8 +69,8 @@ class Conversation:
         self._watchdog = watchdog
         self._on_state = on_state
         self._on_event = on_event  # named events for hooks: see _tell
+        super().__init__()
         self._clock = clock
-        self._q: queue.SimpleQueue = queue.SimpleQueue()
         self._ratelog = RateLimitedLog(log)
         self.link = SessionLink(config, api_key, self, self.post, clock=clock, connect=connect,
                                 backoff=backoff)
@@ -83,7 +79,8 @@ class Conversation:
                                   barge_in=s.echo.barge_in)
         self.tools = ToolRunner(self.post)
         self.toolbox = toolbox
-        self._decoder = StreamDecoder(s.session.output_audio_format)
+        self.audio = ReplyAudio(speaker, s.session.output_audio_format)
+        self.words = Words()
 
         self.state = State.IDLE
         self.turn: Turn | None = None
@@ -93,12 +90,8 @@ class Conversation:
         self._thinking_until = 0.0
         self._auth_retry_at = 0.0
         self._mic_ended_at: float | None = None
-        self._stopping = False
         self._ringing = False
         self._device_fault: str | None = None   # an audio device is gone (being reopened)
-        self._user_partial: dict[str, str] = {}
-        self._assistant_text: dict[str, str] = {}
-        self._call_names: dict[str, str] = {}
         self.last_detection = None
         self.exit_code = 0
         self._counts = {"barge_ins": 0, "dropped_turns": 0}
@@ -137,34 +130,6 @@ class Conversation:
     def counters(self) -> dict[str, int]:
         return {**self.link.counters, **self._counts}
 
-    # -- what other threads call (they only post) -------------------------------------------
-
-    def post(self, *message: Any) -> None:
-        self._q.put(message)
-
-    def on_frame(self, frame: np.ndarray) -> None:
-        self._q.put(("frame", frame))
-
-    def on_mic_end(self) -> None:
-        self._q.put(("mic_end",))
-
-    def on_button(self, event: Any) -> None:
-        """A ButtonEvent from agent.gpio (or its action's name, e.g. "pressed")."""
-        action = getattr(event, "action", event)
-        if getattr(event, "long", False):
-            return  # the release that ends a long press: the long press already acted
-        self._q.put(("button", str(getattr(action, "value", action))))
-
-    def call_soon(self, fn: Callable[[], Any]) -> None:
-        """Run fn on the conversation thread, between two messages (e.g. a volume knob turned)."""
-        self._q.put(("call", fn))
-
-    def trigger(self, source: str) -> None:
-        self._q.put(("trigger", source))
-
-    def stop(self) -> None:
-        self._q.put(("stop",))
-
     # -- the loop ----------------------------------------------------------------------------
 
     def run(self) -> int:
@@ -181,14 +146,7 @@ class Conversation:
                     "timer_ring": self._on_timer_ring, "timer_quiet": self._on_timer_quiet,
                     "device": self._on_device, "call": lambda fn: fn()}
         try:
-            while not self._stopping:
-                try:
-                    message = self._q.get(timeout=self._wait_s(self._clock()))
-                except queue.Empty:
-                    message = None
-                if message is not None:
-                    handlers[message[0]](*message[1:])
-                self._tick(self._clock())
+            self.run_loop(handlers, lambda: self._wait_s(self._clock()), lambda: self._tick(self._clock()))
         finally:
             self._shutdown()
         # A failed turn is news for a script (--exit-when-done), not for systemd's stop.
@@ -305,8 +263,9 @@ class Conversation:
 
     def _on_button(self, what: str) -> None:
         mode = self.config.settings.button.mode
-        if what == "long_press":
-            self._set_muted(self.state is not State.MUTED, "long press")
+        if what in ("long_press", "mute_toggle"):
+            self._set_muted(self.state is not State.MUTED,
+                            "long press" if what == "long_press" else "mute button")
         elif what in ("mute_on", "mute_off"):
             self._set_muted(what == "mute_on", "mute switch")
         elif self.state is State.MUTED:
@@ -339,14 +298,9 @@ class Conversation:
 
     def _barge_in(self, source: str, after: list[np.ndarray], manual: bool) -> None:
         """The user takes the turn back: silence now, cut the item at what was heard, cancel."""
-        played = self.speaker.flush()
-        ledger = self.link.ledger
-        item = ledger.speaking_item
-        heard_ms = ledger.truncate_ms(item, played.get(item, 0)) if item is not None else 0
+        item, heard_ms = self.audio.cut(self.link.ledger)
         cancelled = self.link.cancel_reply(item, heard_ms)
         self._counts["barge_ins"] += 1
-        ledger.speaking_item = None
-        self._decoder.reset()
         self._begin_turn(source, manual=manual, ignored=cancelled)
         self._show(State.LISTENING, f"barge-in by {source}")
         for frame in after:
@@ -367,7 +321,6 @@ class Conversation:
         self.router.clear()
         self._earcon("wake")
         self._begin_turn(source, manual=manual)
-        self._decoder = StreamDecoder(self.config.settings.session.output_audio_format)
         self._show(State.CONNECTING, source)
         self.link.open(manual=manual or self.config.settings.session.turn_detection.mode == "manual",
                        held=after)
@@ -379,6 +332,7 @@ class Conversation:
             self._tell("session_closed", reason=reason, summary=summary)
         self.turn = None
         self._resume_to = None
+        self.words = Words()
         self._earcon(earcon)
         if self.state is not State.MUTED:
             self._show(then, reason)
@@ -389,182 +343,6 @@ class Conversation:
         self.exit_code = self.exit_code or 1
         self.speaker.flush()
         self._end_session(reason, earcon="error")
-
-    # -- what the link tells --------------------------------------------------------------------
-
-    def link_ready(self, resumed: bool, redelivered: str | None) -> None:
-        """A session is open and configured (and what a drop left owed was sent again)."""
-        self._decoder = StreamDecoder(self.config.settings.session.output_audio_format)
-        if not resumed:
-            self._tell("session_opened", host=self.link.conn.host)
-        if resumed and self._resume_to is State.FOLLOW_UP and redelivered is None:
-            # Still the follow-up window: it ends the session unless the user speaks (the grace
-            # lets the server hear the audio kept while reconnecting).
-            self._follow_up_until = max(self._follow_up_until, self._clock() + INPUT_END_GRACE_S)
-            self._show(State.FOLLOW_UP, "session resumed")
-        else:
-            if self.turn is None:
-                self._begin_turn("follow-up")
-            self._show(State.LISTENING, "session resumed" if resumed else "session ready")
-        self._resume_to = None
-        turn = self.turn
-        if redelivered == "outputs":
-            self._think("returning what a tool did during the drop")
-        elif redelivered == "reply":
-            self._think("asking again for the reply cut by the drop")
-        elif self.tools.running:
-            self._think("a tool is still running", TOOL_GRACE_S)
-        elif turn is not None and turn.manual and (turn.released or self._mic_ended_at is not None):
-            self._end_turn("button released" if self._mic_ended_at is None else "input ended")
-
-    def link_event(self, event) -> None:
-        handler = self._EVENT_HANDLERS.get(event.type)
-        if handler is not None:
-            handler(self, event)
-        else:
-            log.debug("ignored server event %s", event.type)
-
-    def link_reconnecting(self, failure: ConnectionFailed, delay: float) -> None:
-        log.warning("%s; reconnecting in %.1f s (microphone audio is kept meanwhile)", failure, delay)
-        if self.state is not State.RECONNECTING:
-            self._resume_to = self.state
-            if self.state is State.SPEAKING:
-                self.speaker.flush()
-            if self.turn is not None:
-                self.turn.speaking = False  # the next session's VAD starts afresh
-        self._show(State.RECONNECTING, str(failure))
-
-    def link_gave_up(self, failure: ConnectionFailed, auth: bool) -> None:
-        if not auth:
-            self._drop_turn(str(failure))
-            return
-        retry = self.config.settings.reconnect.auth_retry_s
-        log.error("%s. Not retrying for %.0f s (or until SIGHUP).", failure, retry)
-        self._auth_retry_at = self._clock() + retry
-        self.exit_code = EX_CONFIG  # only a person can fix a refused key
-        self.speaker.flush()
-        self._end_session("the server refused the key", earcon="error", then=State.ERROR)
-
-    # -- server events -------------------------------------------------------------------------
-
-    def _ev_speech_started(self, e) -> None:
-        if self.turn is None:
-            self._begin_turn("follow-up")
-        self.turn.speaking = True
-        if self.state is State.FOLLOW_UP:
-            self._show(State.LISTENING, "user spoke again")
-
-    def _ev_speech_stopped(self, e) -> None:
-        if self.turn is not None:
-            self.turn.speaking = False
-        if self.state is State.LISTENING:
-            # Sending stops here (THINKING); only then is the reply asked for, so no frame of
-            # this turn can reach the server while the reply streams (Mira cancels it on one).
-            self._think("end of speech")
-            self.link.ask_reply()
-
-    def _ev_user_delta(self, e) -> None:
-        text = self._user_partial.get(e.item_id, "") + e.text
-        self._user_partial[e.item_id] = text
-        log.info("user (partial): %s", text, extra=SPEECH)
-
-    def _ev_user_done(self, e) -> None:
-        self._user_partial.pop(e.item_id, None)
-        log.info("user: %s", e.text, extra=SPEECH)
-        self.link.history.add("user", e.text)
-
-    def _ignored(self, e) -> bool:
-        return self.turn is not None and self.turn.ignored_response is not None \
-            and e.get("response_id") == self.turn.ignored_response
-
-    def _ev_assistant_delta(self, e) -> None:
-        if self._ignored(e):
-            return
-        text = self._assistant_text.get(e.item_id, "") + e.text
-        self._assistant_text[e.item_id] = text
-        log.debug("assistant (partial): %s", text, extra=SPEECH)
-
-    def _ev_assistant_done(self, e) -> None:
-        self._assistant_text.pop(e.item_id, None)
-        if self._ignored(e):
-            return
-        log.info("assistant: %s", e.text, extra=SPEECH)
-        self.link.history.add("assistant", e.text)
-
-    def _ev_response_created(self, e) -> None:
-        if self.state in (State.LISTENING, State.FOLLOW_UP):
-            if self.turn is None:
-                self._begin_turn("server")
-            self._think("reply started")
-
-    def _ev_audio_delta(self, e) -> None:
-        if self._ignored(e) or self.state not in (State.THINKING, State.SPEAKING):
-            return  # an interrupted reply, or the user already took the turn back
-        pcm = self._decoder.decode(e.audio)
-        self.link.ledger.audio_received(e.item_id, len(pcm))
-        self.speaker.play(pcm, e.item_id)
-        if self.state is not State.SPEAKING:
-            self._show(State.SPEAKING, "first reply audio")
-
-    def _ev_audio_done(self, e) -> None:
-        # The resampler of G.711 audio holds its last few ms back until told the item ended.
-        tail = self._decoder.flush()
-        if len(tail) and self.state is State.SPEAKING and not self._ignored(e):
-            item = str(e.get("item_id") or "")
-            self.link.ledger.audio_received(item, len(tail))
-            self.speaker.play(tail, item)
-
-    def _ev_item_added(self, e) -> None:
-        item = e.get("item") or {}
-        if item.get("type") == "function_call":
-            self._call_names[str(item.get("call_id"))] = str(item.get("name") or "")
-
-    def _ev_function_call(self, e) -> None:
-        name = e.name or self._call_names.get(e.call_id, "")
-        self.link.ledger.pending_calls.append((e.call_id, name, e.arguments))
-
-    def _ev_response_done(self, e) -> None:
-        ledger = self.link.ledger
-        if e.status not in ("completed", "cancelled"):
-            self._ratelog(logging.WARNING, f"status:{e.status}",
-                          f"reply ended with status {e.status}: "
-                          f"{(e.get('response') or {}).get('status_details')}")
-        if ledger.pending_calls:
-            calls, ledger.pending_calls = ledger.pending_calls, []
-            self._think(f"running tool {', '.join(n for _, n, _ in calls)}", TOOL_GRACE_S)
-            self.tools.start(calls, generation=self.link.generation, connection=self.link.connection)
-
-    def _ev_error(self, e) -> None:
-        self._ratelog(logging.WARNING, f"error:{e.code}",
-                      f"server reported an error: {e.code or e.error_type}: {e.message}")
-
-    _EVENT_HANDLERS = {
-        "input_audio_buffer.speech_started": _ev_speech_started,
-        "input_audio_buffer.speech_stopped": _ev_speech_stopped,
-        "conversation.item.input_audio_transcription.delta": _ev_user_delta,
-        "conversation.item.input_audio_transcription.completed": _ev_user_done,
-        "response.audio_transcript.delta": _ev_assistant_delta,
-        "response.audio_transcript.done": _ev_assistant_done,
-        "response.created": _ev_response_created,
-        "response.audio.delta": _ev_audio_delta,
-        "response.audio.done": _ev_audio_done,
-        "response.output_item.added": _ev_item_added,
-        "response.function_call_arguments.done": _ev_function_call,
-        "response.done": _ev_response_done,
-        "error": _ev_error,
-    }
-
-    # -- tools -------------------------------------------------------------------------------
-
-    def _on_tools_done(self, generation: int, outcomes: list[ToolOutcome]) -> None:
-        self.tools.finished()
-        for o in outcomes:
-            self._tell("tool_called", name=o.name, ok=o.ok)
-        if generation != self.link.generation:
-            return  # the session ended while the tool ran
-        self.link.deliver(outcomes)  # owed to the next session while reconnecting
-        if self.link.ready:
-            self._thinking_until = self._clock() + THINKING_TIMEOUT_S
 
     # -- time --------------------------------------------------------------------------------
 

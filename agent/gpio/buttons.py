@@ -19,8 +19,8 @@ class ButtonAction(str, Enum):
 
     PRESSED = "pressed"          # talk button went down
     RELEASED = "released"        # talk button came up
-    LONG_PRESS = "long_press"    # talk button held for long_press_s, or the encoder pushed in
-                                 # mute mode: the conversation toggles mute
+    LONG_PRESS = "long_press"    # talk button held for long_press_s: the conversation toggles mute
+    MUTE_TOGGLE = "mute_toggle"  # the encoder pushed in mute mode: the conversation toggles mute
     MUTE_ON = "mute_on"          # mute switch closed (also posted at start if it already is)
     MUTE_OFF = "mute_off"        # mute switch opened
 
@@ -151,7 +151,7 @@ class Buttons:
         return turned
 
     def _mute_toggle(self) -> None:
-        self._send(ButtonAction.LONG_PRESS, time.monotonic())
+        self._send(ButtonAction.MUTE_TOGGLE, time.monotonic())
 
     def _mute_on(self) -> None:
         self._send(ButtonAction.MUTE_ON, time.monotonic())
