@@ -62,11 +62,11 @@ class Words:
         key = (who, e.item_id)
         if done:
             self._partial.pop(key, None)
-            log.info("%s: %s", who, e.text, extra=SPEECH)
+            log.info(f"{who}: %s", e.text, extra=SPEECH)  # only the words are arguments (hidden)
             history.add(who, e.text)
             return
         text = self._partial[key] = self._partial.get(key, "") + e.text
-        log.log(logging.INFO if who == "user" else logging.DEBUG, "%s (partial): %s", who, text,
+        log.log(logging.INFO if who == "user" else logging.DEBUG, f"{who} (partial): %s", text,
                 extra=SPEECH)
 
     def call_added(self, item: dict) -> None:
