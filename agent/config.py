@@ -12,6 +12,7 @@ from agent.boards import HardwareSettings, apply_board
 from agent.errors import ConfigError
 from agent.gpio.settings import ButtonSettings, LedSettings
 from agent.hooks import HookSettings
+from agent.offline.settings import OfflineSettings
 from agent.realtime.settings import ReconnectSettings, ServerSettings, SessionSettings
 from agent.secrets import find_secret
 from agent.section import Section
@@ -102,6 +103,8 @@ class Settings(Section):
     """Built-in tools and timers."""
     tools: ToolList = []
     """Tools the model may call."""
+    offline: OfflineSettings = OfflineSettings()
+    """Local answers while the service is unreachable."""
 
 
 @dataclass(frozen=True)

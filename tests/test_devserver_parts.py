@@ -204,7 +204,8 @@ def test_cli_config_faults_exit_78_with_one_sentence(tmp_path, args, needle):
 def test_without_pocketsphinx_turns_are_heard_as_empty(monkeypatch):
     """The plain fallback: no decoder, every turn transcribes as "" (and gets the catch-all reply)."""
     import agent.devserver.asr as asr
-    monkeypatch.setattr(asr, "Decoder", None)
+    import agent.speech.recognizer as shared
+    monkeypatch.setattr(shared, "Decoder", None)
     r = asr.Recognizer(["hello"])
     assert not r.available
     r.begin(RATE)

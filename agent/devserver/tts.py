@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 from collections import OrderedDict
 
 import numpy as np
-import soxr
 
 from agent.audio import codec, g711
+from agent.speech import espeak
 
 log = logging.getLogger(__name__)
 
-PCM16_RATE = 24000
-ESPEAK_VOICE = "en-us"
-ESPEAK_WPM = 175
+PCM16_RATE = espeak.RATE
+ESPEAK_VOICE = espeak.VOICE
+ESPEAK_WPM = espeak.WPM
 _CACHE_SIZE = 32
 
 
@@ -41,27 +40,8 @@ def decode(data: bytes, fmt: str) -> np.ndarray:
     return g711.ulaw_decode(data) if fmt == "g711_ulaw" else g711.alaw_decode(data)
 
 
-def tone(text: str) -> np.ndarray:
-    """A stand-in for speech when espeak-ng is missing: 0.3 s of 440 Hz per word, at -12 dBFS."""
-    n = int(PCM16_RATE * 0.3 * max(1, len(text.split())))
-    t = np.arange(n) / PCM16_RATE
-    return (0.25 * 32767 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
-
-
-def parse_wav(data: bytes) -> tuple[int, np.ndarray]:
-    """(rate, int16 mono samples) of espeak-ng's WAV output (streamed: its sizes are bogus)."""
-    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        raise ValueError("espeak-ng did not write a WAV")
-    pos, rate = 12, 22050
-    while pos + 8 <= len(data):
-        cid, size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
-        if cid == b"fmt ":
-            rate = int.from_bytes(data[pos + 12:pos + 16], "little")
-        elif cid == b"data":
-            body = data[pos + 8:]
-            return rate, np.frombuffer(body[: len(body) // 2 * 2], dtype="<i2").astype(np.int16)
-        pos += 8 + size
-    raise ValueError("espeak-ng's WAV has no data chunk")
+tone = espeak.tone
+parse_wav = espeak.parse_wav
 
 
 class Synthesizer:
@@ -70,7 +50,7 @@ class Synthesizer:
     def __init__(self, voice: str = ESPEAK_VOICE, wpm: int = ESPEAK_WPM):
         self.voice = voice
         self.wpm = wpm
-        self.espeak = shutil.which("espeak-ng")
+        self.espeak = espeak.program()
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._warned = False
 
@@ -91,9 +71,8 @@ class Synthesizer:
         return pcm
 
     async def _espeak(self, text: str) -> np.ndarray | None:
-        # "--" ends the options, so a reply starting with "-" is spoken, not parsed.
         proc = await asyncio.create_subprocess_exec(
-            self.espeak, "-v", self.voice, "-s", str(self.wpm), "--stdout", "--", text,
+            *espeak.argv(self.espeak, text, self.voice, self.wpm),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await proc.communicate()
         if proc.returncode != 0:
@@ -101,10 +80,7 @@ class Synthesizer:
                         err.decode(errors="replace").strip()[:200])
             return None
         try:
-            rate, pcm = parse_wav(out)
+            return espeak.decode(out, PCM16_RATE)
         except ValueError as e:
             log.warning("devserver: %s", e)
             return None
-        if rate != PCM16_RATE:
-            pcm = soxr.resample(pcm, rate, PCM16_RATE)
-        return pcm

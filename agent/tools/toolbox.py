@@ -78,6 +78,7 @@ class Toolbox:
         self._device = device
         self._pins: list[GpioOutput] = []
         self._tools: dict[str, _Tool] = {}
+        self._builtin_tools: dict[str, str] = {}  # built-in -> the tool name it is offered as
         names = [t.name for t in tools]
         for i, name in enumerate(names):
             if name in names[:i]:
@@ -90,7 +91,10 @@ class Toolbox:
             if b not in declared and builtin.tool not in names:
                 self._add(builtin.tool, builtin.description, builtin.parameters,
                           self._builtin_action(builtin), True)
+                self._builtin_tools[b] = builtin.tool
         for t in tools:
+            if isinstance(t.action, BuiltinAction):
+                self._builtin_tools.setdefault(t.action.name, t.name)
             self._add(t.name, *self._describe(t), self._action(t, resolve, pin_factory), t.loggable)
 
     # -- what the model is told -------------------------------------------------------------
@@ -104,6 +108,10 @@ class Toolbox:
     def names(self) -> list[str]:
         """Every tool name the model may call."""
         return list(self._tools)
+
+    def builtin_tool(self, builtin: str) -> str | None:
+        """The tool name a built-in (time, volume, timer, ...) is offered as; None when it is off."""
+        return self._builtin_tools.get(builtin)
 
     # -- calls ------------------------------------------------------------------------------
 
