@@ -128,15 +128,23 @@ class Faults:
             post("device", False, sentence)
 
 
+def _can_talk(conversation: Conversation) -> bool:
+    """A talk button (or an encoder's push switch set to talk) is open on its pin."""
+    buttons = conversation.buttons
+    switch = conversation.config.settings.button.encoder_switch == "talk"
+    return getattr(buttons, "talk", None) is not None or \
+        (switch and getattr(buttons, "encoder_switch", None) is not None)
+
+
 def _trigger_state(conversation: Conversation, trigger_on_start: bool) -> tuple[bool, str]:
     """(True, "") when something can start a conversation, else (False, the sentence saying so)."""
-    buttons = conversation.buttons
-    if conversation.detector is not None or getattr(buttons, "talk", None) is not None \
-            or trigger_on_start:
+    if conversation.detector is not None or _can_talk(conversation) or trigger_on_start:
         return True, ""
     s = conversation.config.settings
     wake = "the wake word is off" if s.wake.engine == "none" else "the wake word did not load"
-    button = "no talk button is set" if s.button.pin is None else "the talk button cannot be used"
+    talk_pin = s.button.pin if s.button.pin is not None else \
+        s.button.encoder_switch_pin if s.button.encoder_switch == "talk" else None
+    button = "no talk button is set" if talk_pin is None else "the talk button cannot be used"
     return False, (f"nothing can start a conversation: {wake} and {button}; set [wake] model or "
                    f"[button] pin (mira-agent check says more), then reload")
 
@@ -144,8 +152,7 @@ def _trigger_state(conversation: Conversation, trigger_on_start: bool) -> tuple[
 def waiting_for(conversation: Conversation) -> str:
     """What the idle speaker waits for, as STATUS= says it."""
     ways = [w for w, there in (("the wake word", conversation.detector is not None),
-                               ("the button", getattr(conversation.buttons, "talk", None) is not None))
-            if there]
+                               ("the button", _can_talk(conversation))) if there]
     return "waiting for " + " or ".join(ways) if ways else "waiting"
 
 

@@ -210,3 +210,39 @@ def test_start_and_a_stop_while_connecting_print_only_our_own_log_lines(tmp_path
     ours = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} (DEBUG|INFO|WARNING|ERROR) ")
     assert lines and all(ours.match(line) for line in lines), "\n".join(lines)
     assert "received SIGTERM" in daemon.stderr
+
+
+def test_sound_cards_without_pyaudio_is_a_config_error(tmp_path, notify):
+    """[audio] backend = "alsa" where PyAudio cannot be imported can never work: exit 78 with the
+    extra to install, not an endless wait for a device."""
+    (tmp_path / "sitecustomize.py").write_text('import sys\nsys.modules["pyaudio"] = None\n')
+    write_config(tmp_path)
+    daemon = start(tmp_path, notify, {"PYTHONPATH": str(tmp_path)})
+    try:
+        code = daemon.proc.wait(30)
+    finally:
+        daemon.stop()
+    assert code == 78, daemon.stderr
+    (line,) = daemon.stderr.strip().splitlines()[-1:]
+    assert 'backend = "alsa" needs PyAudio' in line and "mira-agent[alsa]" in line
+
+
+@pytest.mark.parametrize("button, deaf", [
+    ("", True),
+    ("[button]\npin = 17\n", False),
+    ('[button]\nencoder_switch_pin = 5\nencoder_switch = "talk"\n', False),
+    ('[button]\nencoder_switch_pin = 5\nencoder_switch = "mute"\n', True),
+], ids=["nothing", "talk-button", "encoder-talk", "encoder-mute"])
+def test_what_counts_as_a_way_to_start_a_conversation(tmp_path, pins, button, deaf):
+    """With the wake word off, a talk button or an encoder push set to talk (on gpiozero's mock
+    pins) is a way to start a conversation; a mute switch is not."""
+    from agent import config as config_mod
+    from agent.daemon import Faults, Parts, build_conversation
+
+    path = write_config(tmp_path, file_audio(tmp_path), wake=DEAF + button)
+    faults, parts = Faults(), Parts()
+    try:
+        build_conversation(config_mod.load(path), parts, api_key=KEY, faults=faults)
+    finally:
+        parts.close()
+    assert (faults.sentence or "").startswith("nothing can start a conversation") is deaf, faults.sentence

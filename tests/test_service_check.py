@@ -544,3 +544,11 @@ def test_rows_that_could_not_be_looked_at_are_named_instead_of_all_good():
                         CheckRow("server", None, "not checked: no key", checked=False),
                         CheckRow("GPIO", None, "not used")])
     assert text.splitlines()[-1] == "no problem found; not checked: server."
+
+
+def test_an_encoder_push_switch_set_to_talk_is_a_trigger(tmp_path, pin_factory):
+    """[button] encoder_switch = "talk": pushing the encoder starts a conversation, so it counts."""
+    pin_factory.setenv("GPIOZERO_PIN_FACTORY", "mock")
+    row = _trigger(tmp_path, '[wake]\nengine = "none"\n[button]\nencoder_switch_pin = 5\n'
+                             'encoder_switch = "talk"\n')
+    assert row == CheckRow("trigger", True, "the button on BCM 5 starts a conversation")

@@ -22,12 +22,24 @@ def _file_setting(settings: AudioSettings, key: str, resolve: Resolve) -> Path:
     return resolve(value)
 
 
+def _require_pyaudio() -> None:
+    """A sound card needs PyAudio: without it nothing will ever open, so it is a config error."""
+    try:
+        import pyaudio  # noqa: F401
+    except ImportError:
+        raise ConfigError('[audio] backend = "alsa" needs PyAudio, which is not installed: install '
+                          "the alsa extra (pip install 'mira-agent[alsa]'), or set [audio] backend = "
+                          '"file"') from None
+
+
 def open_microphone(settings: AudioSettings, resolve: Resolve = Path,
                     on_state: DeviceStateCallback | None = None) -> Microphone:
-    """The microphone of settings.backend (not started yet)."""
+    """The microphone of settings.backend (not started yet); a sound card that is absent now is
+    not an error here: starting it reports that to on_state and waits for the device."""
     if settings.backend == "file":
         from agent.audio.wavfile import WavMicrophone
         return WavMicrophone(_file_setting(settings, "input_file", resolve), settings.realtime)
+    _require_pyaudio()
     from agent.audio.capture import PyAudioMicrophone
     return PyAudioMicrophone(settings, on_state=on_state)
 
@@ -39,6 +51,7 @@ def open_speaker(settings: AudioSettings, resolve: Resolve = Path,
         from agent.audio.wavfile import WavSpeaker
         return WavSpeaker(_file_setting(settings, "output_file", resolve), settings.realtime,
                           volume=settings.volume)
+    _require_pyaudio()
     from agent.audio.playback import PyAudioSpeaker
     return PyAudioSpeaker(settings, on_state=on_state)
 

@@ -258,7 +258,8 @@ def check_trigger(cfg: config_mod.Config, wake: CheckRow, gpio: CheckRow) -> Che
     ways = []
     if wake.ok:
         ways.append("the wake word")
-    pin = cfg.settings.button.pin
+    b = cfg.settings.button
+    pin = b.pin if b.pin is not None else b.encoder_switch_pin if b.encoder_switch == "talk" else None
     if pin is not None and gpio.ok:
         ways.append(f"the button on BCM {pin}")
     if ways:
