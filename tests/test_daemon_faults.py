@@ -246,3 +246,29 @@ def test_what_counts_as_a_way_to_start_a_conversation(tmp_path, pins, button, de
     finally:
         parts.close()
     assert (faults.sentence or "").startswith("nothing can start a conversation") is deaf, faults.sentence
+
+
+def test_logging_speech_false_keeps_the_words_out_of_the_log(tmp_path):
+    """A whole conversation with [logging] speech = false: neither what the user said nor the
+    answer is in the log, each such line says how many words it left out, and the state changes
+    stay; the same run with the default shows the words (so the test can tell)."""
+    from agent.demo import user_audio
+    from agent.devserver import DevServer
+    from harness import file_config
+
+    write_wav(tmp_path / "in.wav", user_audio([(0.3, "Hello.")], trailing_s=3.0))
+    logs = {}
+    with DevServer(api_key=KEY) as server:
+        for speech in ("true", "false"):
+            config = file_config(tmp_path, server.url, f"[logging]\nspeech = {speech}\n")
+            r = subprocess.run([sys.executable, "-m", "agent.cli", "run", "--config", str(config),
+                                "--exit-when-done", "--trigger-on-start"], capture_output=True, text=True,
+                               timeout=90, cwd=ROOT, env={**os.environ, "MIRA_API_KEY": KEY})
+            assert r.returncode == 0, r.stderr
+            logs[speech] = r.stderr
+    assert "user: hello" in logs["true"] and "Hello! I am the Mira dev server." in logs["true"]
+    hidden = logs["false"]
+    assert "hello" not in hidden.lower().replace("[", " ") and "dev server" not in hidden
+    assert "user: [1 word not logged]" in hidden, hidden
+    assert re.search(r"assistant: \[\d+ words not logged\]", hidden), hidden
+    assert "state listening -> thinking" in hidden and "session closed" in hidden

@@ -113,7 +113,8 @@ def set_speech_logged(logged: bool) -> None:
 
 
 def _words_not_logged(value: Any) -> str:
-    return f"[{len(str(value).split())} words not logged]"
+    n = len(str(value).split())
+    return f"[{n} word{'' if n == 1 else 's'} not logged]"
 
 
 class HideSpeech(logging.Filter):
