@@ -1,6 +1,9 @@
 """The microphone: a sound card through PortAudio, as exact 20 ms frames of 24 kHz mono.
 
-The PortAudio callback only hands the bytes it was given to a bounded queue (no blocking,
+The device hands audio over every [audio] input_period_ms (60 ms by default: each wake of
+the device thread costs about as much as the audio it carries, so a longer period is most
+of what an idle microphone saves; the frames then come three at a time). The PortAudio
+callback only hands the bytes it was given to a bounded queue (no blocking,
 no logging, no allocation of its own). A worker thread picks the voice channel, resamples
 with soxr's streaming resampler (its state carries across chunks: no clicks at chunk edges)
 and cuts exact frames for on_frame.
@@ -51,7 +54,7 @@ class PyAudioMicrophone(Microphone):
         self.dropped_chunks = 0
         """Chunks dropped because the worker fell more than QUEUE_SECONDS behind."""
         self._inbox: queue.Queue = queue.Queue(maxsize=max(4, int(QUEUE_SECONDS * 1000
-                                                                    / settings.period_ms)))
+                                                                    / settings.input_period_ms)))
         self._keeper = StreamKeeper("microphone", self._open, on_state, host=host, **keeper_options)
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
@@ -94,7 +97,7 @@ class PyAudioMicrophone(Microphone):
                           self._host.default_index("input"), "input_device")
         problems = []
         for rate in dict.fromkeys([s.input_rate, *FALLBACK_RATES]):  # in order, no repeats
-            frames = rate * s.period_ms // 1000
+            frames = rate * s.input_period_ms // 1000
             self._post_marker(rate)  # before the first chunk of the new stream
             try:
                 stream = self._host.open("input", dev.index, rate, s.input_channels, frames,

@@ -128,6 +128,7 @@ class LinearEcho:
         self._score = 3.0                # smoothed dB lost by the microphone over the gate
         self._calm = 0                   # blocks since the last one over the gate
         self._e_adapting = self._e_output = 1e-9  # smoothed error energies of the two copies
+        self._probation = False          # realigned: shut until trusted again
         self.residual = np.zeros(n, dtype=np.float32)
         """The last block minus the echo estimate (the user's voice, if any)."""
         self.echo_db = -120.0
@@ -154,7 +155,7 @@ class LinearEcho:
         """The level (dBFS) the last residual had to pass to be the user (see the class)."""
         if not self.far_active:
             return -np.inf
-        if self._unknown or self._doubt:
+        if self._unknown or self._doubt or self._probation:
             return np.inf
         return self._level_gate()
 
@@ -167,6 +168,20 @@ class LinearEcho:
             a[:] = 0
         self._far_levels[:] = -120.0
         self.erle_db = 0.0
+
+    def realign(self) -> None:
+        """The far end ran again after a stop, its echo a little earlier or later than before:
+        what it played before is forgotten, and the gate stays shut until the model is
+        trusted again (erle_db from 0): a model that removed a lot at the old lag may remove
+        little at the new one, now and then, frame by frame, which is how echo would pass a
+        graded gate. The weights are kept (the room is the same) and adapt to the new lag."""
+        for a in (self._x, self._x_power, self._window):
+            a[:] = 0
+        self._far_levels[:] = -120.0
+        self.erle_db = 0.0
+        self._probation = True
+        self._score, self._calm, self._doubt = 3.0, 0, False
+        self._e_adapting = self._e_output = 1e-9
 
     def far_only(self, far: np.ndarray) -> None:
         """A played block with no microphone frame of its own (the far end was trimmed):
@@ -261,6 +276,8 @@ class LinearEcho:
             if user:
                 rate *= 0.1
             self.erle_db += rate * (min(max(achieved, -10.0), 60.0) - self.erle_db)
+            if self._probation and self.trusted:
+                self._probation = False
 
 
 def _db(x: np.ndarray) -> float:
@@ -334,10 +351,8 @@ class EchoCanceller:
 
         self._ref = reference
         self.delay_ms = int(delay_ms)
-        self._apm = rtc.AudioProcessingModule(echo_cancellation=True,
-                                              noise_suppression=noise_suppression,
-                                              high_pass_filter=True, auto_gain_control=False)
-        self._apm.set_stream_delay_ms(self.delay_ms)  # a hint, kept by WebRTC; AEC3 measures
+        self._noise_suppression = noise_suppression
+        self._apm = self._new_module()
         self._far_bytes, self._near_bytes = bytearray(2 * APM_FRAME), bytearray(2 * APM_FRAME)
         self._far_frame = rtc.AudioFrame(self._far_bytes, APM_RATE, 1, APM_FRAME)
         self._near_frame = rtc.AudioFrame(self._near_bytes, APM_RATE, 1, APM_FRAME)
@@ -379,6 +394,10 @@ class EchoCanceller:
         """Times the microphone fell over MAX_LEAD_S behind: pairing and model start over."""
         self._least, self._watched = len(self._fifo.buf), 0  # fewest blocks waiting at a frame
         self._dropped = reference.dropped
+        self._runs = reference.runs
+        self.realigns = 0
+        """Times the speaker's stream ran again after a stop (a rest, a flush): the pairing,
+        WebRTC and the linear model's trust started afresh."""
 
     @property
     def residual(self) -> np.ndarray:
@@ -484,9 +503,18 @@ class EchoCanceller:
         self._out.size = 0
         self._resting = False
 
+    def _new_module(self):
+        from livekit import rtc
+
+        apm = rtc.AudioProcessingModule(echo_cancellation=True,
+                                        noise_suppression=self._noise_suppression,
+                                        high_pass_filter=True, auto_gain_control=False)
+        apm.set_stream_delay_ms(self.delay_ms)  # a hint, kept by WebRTC; AEC3 measures
+        return apm
+
     def _next_far_block(self) -> np.ndarray | None:
         """The next 20 ms of what was played, paired with this microphone frame; None when
-        the speaker has not played it yet.
+        the speaker has not played it yet; silence while its stream is stopped.
 
         One block per frame keeps the pairing however the two threads jitter or stall. What
         waits between them is kept small, so the far end leads its echo by as much as it can:
@@ -494,9 +522,12 @@ class EchoCanceller:
         over MAX_LEAD_S waiting) keeps only the newest block; and when more than CUSHION
         blocks waited at every frame for a second, the surplus is played to the models
         without a frame. A frame that finds nothing gets none (the speaker was late).
-        Both models are told of each shift, so none costs what they have learnt.
+        Both models are told of each shift, so none costs what they have learnt. A stream
+        that ran again after a stop is paired afresh (`_realign`).
         """
         ref, fifo, n, far = self._ref, self._fifo, FRAME_SAMPLES, self._far_block
+        if ref.runs != self._runs:
+            self._realign()
         while fifo.size + n <= len(fifo.buf):
             chunk = ref.read(n)
             if chunk is None:
@@ -516,6 +547,9 @@ class EchoCanceller:
                 self.shifts += 1
             self._least, self._watched = len(fifo.buf), 0
         if fifo.size < n:
+            if ref.paused:  # the stream stopped: silence plays, the pairing is not late
+                far[:] = 0
+                return far
             self.shifts += 1
             return None
         far[:] = fifo.buf[:n]
@@ -525,14 +559,37 @@ class EchoCanceller:
 
     def _start_over(self) -> None:
         """Pair this frame with the newest block played (at the start, or after a stall)."""
+        self._pair_with_newest()
+        if self.frames:
+            self.restarts += 1
+            self._model.reset()
+
+    def _pair_with_newest(self) -> None:
         ref, fifo, n = self._ref, self._fifo, FRAME_SAMPLES
         while ref.read(n) is not None:  # (over MAX_LEAD_S behind: the ring still holds more)
             pass
         fifo.pop(max(0, fifo.size - n))
-        if self.frames:
-            self.restarts += 1
-            self._model.reset()
         self._dropped = ref.dropped
+        self._least, self._watched = len(fifo.buf), 0
+
+    def _realign(self) -> None:
+        """The speaker's stream ran again (after a rest or a flush's abort): its echo now
+        comes a little earlier or later (the sound server buffers each start its own way,
+        by up to tens of ms), which neither model knows. The pairing starts over as at the
+        first frame, WebRTC starts afresh (its delay estimate would hold on to the old lag:
+        a cold start removes more echo in the first second), and the linear model keeps the
+        room but is not trusted until it fits again, so the voice gate holds from the first
+        block of the next reply. The new module is primed with the newest input as when
+        processing resumes, so the output goes on without a gap."""
+        self._runs = self._ref.runs
+        self._pair_with_newest()
+        old, self._apm = self._apm, self._new_module()
+        handle = getattr(old, "_ffi_handle", None)
+        if handle is not None:
+            handle.dispose()
+        self._model.realign()
+        self._resting = True
+        self.realigns += 1
 
     def _feed_far(self, far: np.ndarray) -> None:
         self._far.push(self._far_up.resample_chunk(far))

@@ -1,11 +1,19 @@
 """The speaker: a sound card through PortAudio, fed from the playout buffer.
 
-The output stream runs all the time (silence when nothing is queued), so a reply starts
-playing with the first delta. The PortAudio callback reads one block from the playout
-buffer, telling it how far that block is from the speaker (the device's DAC time, plus
-what waits in the resampler), which is what makes the per-item played positions true.
-When the device rate is not 24 kHz, a soxr streaming resampler and a small FIFO of device
-samples sit in between; both are preallocated or bounded.
+The output stream runs while there is something to play and REST_AFTER_S after (silence
+when nothing is queued), then stops: a running stream wakes 50 times a second for nothing,
+which is most of what an idle speaker costs. The next play() starts it again at once (a few
+ms; the device then takes its first blocks in one go), so a reply still starts with its
+first delta; the echo canceller, told by the reference ring that the stream ran again,
+finds the echo path afresh. Only a device that really runs again at once is let rest: each
+restart (a wake, a flush) is timed, and after one that took long the stream keeps running
+(an idle PulseAudio null sink, with nothing reading its monitor, sleeps 2 s between renders:
+a restarted stream plays its first blocks, then waits); the flush at open is not timed, as
+the microphone may not be running yet. The PortAudio callback
+reads one block from the playout buffer, telling it how far that block is from the speaker
+(the device's DAC time, plus what waits in the resampler), which is what makes the per-item
+played positions true. When the device rate is not 24 kHz, a soxr streaming resampler and a
+small FIFO of device samples sit in between; both are preallocated or bounded.
 """
 
 from __future__ import annotations
@@ -28,6 +36,9 @@ from agent.errors import AudioDeviceError
 log = logging.getLogger(__name__)
 
 FALLBACK_RATES = (48000, 44100, 24000, 16000)
+REST_AFTER_S = 5.0  # nothing queued this long: the output stream stops until the next play()
+RESTART_PROBE = 8   # callbacks after a restart that must come within a period each (a burst
+                    # first), plus 0.1 s, for the device to count as restarting at once
 
 
 class PyAudioSpeaker(BufferedSpeaker):
@@ -43,6 +54,7 @@ class PyAudioSpeaker(BufferedSpeaker):
         self.settings = settings
         self._host = host
         self._continue = pyaudio.paContinue
+        self._complete = pyaudio.paComplete
         self._underflow_flag = pyaudio.paOutputUnderflow
         self.buffer = PlayoutBuffer(latency=settings.period_ms / 1000)
         self._volume = settings.volume
@@ -61,11 +73,25 @@ class PyAudioSpeaker(BufferedSpeaker):
         self._latency = 0.0
         self._resampler = None
         self._closed = False
+        self._probe: list | None = None  # [restart time, callbacks since] while timing one
+        self.restarts_at_once: bool | None = None
+        """Whether the last restart of the stream ran at once (None: none timed yet); after
+        one that did not, the stream no longer rests while idle."""
         self._keeper = StreamKeeper("speaker", self._open, on_state, host=host, **keeper_options)
         self._keeper.start()
         self._prime()
 
     # -- the Speaker interface ------------------------------------------------------------
+
+    def play(self, pcm: np.ndarray, item_id: str | None = None) -> None:
+        if self.buffer.write(pcm, item_id):  # the stream rests: start it for this
+            self._keeper.drop_queued(self._restarted)
+            self._keeper.resting = False
+
+    @property
+    def resting(self) -> bool:
+        """The output stream is stopped: nothing was played for REST_AFTER_S."""
+        return self._keeper.resting
 
     def close(self) -> None:
         if not self._closed:
@@ -138,14 +164,19 @@ class PyAudioSpeaker(BufferedSpeaker):
         while not self.buffer.drained() and time.monotonic() < deadline:
             time.sleep(0.01)
         self.flush()
+        self._probe = None  # (before the microphone runs, a null sink may still be asleep)
 
     def flush(self) -> dict[str, int]:
         """Silence at once: the queue, the resampler's FIFO and the device's buffer are dropped."""
         positions = self.buffer.flush()
-        self._keeper.drop_queued(self._forget_resampled)
+        if not self._keeper.resting:  # (a resting stream holds nothing)
+            self._keeper.drop_queued(self._restarted)
         return positions
 
-    def _forget_resampled(self) -> None:
+    def _restarted(self) -> None:
+        """Between the stream's abort and its start: what it held never plays."""
+        self.buffer.reference.cut()
+        self._probe = [time.monotonic(), 0]
         self._fifo_len = 0
         if self._resampler is not None:
             self._resampler.clear()
@@ -174,10 +205,25 @@ class PyAudioSpeaker(BufferedSpeaker):
             self.buffer.read(pcm, delay)
         else:
             pcm = self._resampled(frame_count, delay)
+        if self._probe is not None:
+            self._time_restart(frame_count)
+        flag = self._continue
+        if self.restarts_at_once is not False and self.buffer.rest(REST_AFTER_S):  # the last block until
+            # the next play()
+            self._keeper.resting = True
+            flag = self._complete
         if self.settings.output_channels > 1:
             self._wide[:] = pcm[:, None]
-            return self._wide.tobytes(), self._continue
-        return pcm.tobytes(), self._continue
+            return self._wide.tobytes(), flag
+        return pcm.tobytes(), flag
+
+    def _time_restart(self, frame_count: int) -> None:
+        probe = self._probe
+        probe[1] += 1
+        if probe[1] == RESTART_PROBE:
+            took = time.monotonic() - probe[0]
+            self.restarts_at_once = took < RESTART_PROBE * frame_count / self._rate + 0.1
+            self._probe = None
 
     def _resampled(self, n: int, delay: float) -> np.ndarray:
         """n device samples: 24 kHz blocks from the buffer through the resampler and FIFO."""

@@ -38,6 +38,14 @@ class ReferenceRing:
     The device thread writes every block it plays (silence included), the reader takes
     them in order. When the reader falls more than the capacity behind, the oldest samples
     are skipped and counted in `dropped`.
+
+    Within a run of the device's stream the blocks follow each other sample for sample, so
+    the reader's pairing of them with the microphone holds. A stream that stops (`pause`:
+    nothing to play) or drops what it held (`cut`: a flush's abort) breaks that: while it is
+    stopped, silence plays and nothing is written (`paused`); when it runs again, `runs`
+    counts one more and the echo path may sit a little earlier or later than before (the
+    sound server's own buffering differs from one start to the next), which the reader
+    must find again.
     """
 
     def __init__(self, capacity: int):
@@ -45,6 +53,10 @@ class ReferenceRing:
         self._written = 0
         self._read = 0
         self.dropped = 0
+        self.paused = False
+        """The stream is stopped: silence plays, nothing is written."""
+        self.runs = 1
+        """Runs of the device's stream so far: one more each time it runs again."""
         self._lock = threading.Lock()
 
     @property
@@ -57,9 +69,19 @@ class ReferenceRing:
         with self._lock:
             return self._written - self._read
 
+    def pause(self) -> None:
+        """The stream stopped (what it held played out, or was dropped: `cut`)."""
+        with self._lock:
+            self.paused = True
+
+    cut = pause
+
     def write(self, block: np.ndarray) -> None:
         cap = len(self._buf)
         with self._lock:
+            if self.paused:
+                self.paused = False
+                self.runs += 1
             n = len(block)
             if n > cap:
                 block, self._written = block[n - cap:], self._written + n - cap
@@ -119,6 +141,8 @@ class PlayoutBuffer:
         """Silence samples played inside items because of underruns."""
         self.flushes = 0
         """flush() calls so far; the device thread compares it to drop its own state."""
+        self._idle_since: float | None = None  # when the queue last ran empty (None: it is not)
+        self._resting = False
         self._gain = self._target_gain = volume_to_gain(volume)
         self._volume = volume
         self._last = 0  # last sample played, to fade from on a starved read
@@ -151,10 +175,12 @@ class PlayoutBuffer:
         """Samples written and not yet handed to the device."""
         return self._queued
 
-    def write(self, pcm: np.ndarray, item_id: str | None = None) -> None:
-        """Queue 24 kHz int16 audio of an item (copied); it plays after what is queued."""
+    def write(self, pcm: np.ndarray, item_id: str | None = None) -> bool:
+        """Queue 24 kHz int16 audio of an item (copied); it plays after what is queued.
+        True when the device was resting (see `rest`): it must be started to play it."""
         samples = np.array(pcm, dtype=np.int16, copy=True).reshape(-1)
         item = ANONYMOUS if item_id is None else item_id
+        woke = False
         with self._lock:
             if item not in self._handed:
                 self._handed[item] = 0
@@ -168,6 +194,9 @@ class PlayoutBuffer:
             if len(samples):
                 self._queue.append([item, samples, 0])
                 self._queued += len(samples)
+                self._idle_since = None
+                woke, self._resting = self._resting, False
+        return woke
 
     def flush(self) -> dict[str, int]:
         """Drop everything queued (the next read is silent); samples heard so far per item."""
@@ -175,6 +204,7 @@ class PlayoutBuffer:
             self._queue.clear()
             self._queued = 0
             self._starved, self._tail = None, (None, -1)
+            self._idle_since = self._idle_since or self._clock()
             self.flushes += 1
             return self._positions(self._heard())
 
@@ -224,12 +254,27 @@ class PlayoutBuffer:
             if filled < n and self._starved is None and self._tail[1] == start + filled:
                 self._starved, self._starved_at = self._tail[0], start + filled
             self._pos = start + n
-            self._anchor = (self._clock(), start, self.latency if delay is None else delay)
+            now = self._clock()
+            self._anchor = (now, start, self.latency if delay is None else delay)
             heard = self._heard()
             while self._segments and self._segments[0][0] + self._segments[0][2] <= heard:
                 self._segments.popleft()
+            if not self._queue and self._idle_since is None:
+                self._idle_since = now
         self._finish(out, filled)
         return filled
+
+    def rest(self, after_s: float) -> bool:
+        """True when nothing has been queued for after_s seconds: the device may stop its
+        stream (it costs CPU while it runs). The buffer then counts as resting, and the next
+        write says so; the reference is paused meanwhile."""
+        with self._lock:
+            if self._queue or self._idle_since is None \
+                    or self._clock() - self._idle_since < after_s:
+                return False
+            self._resting = True
+            self.reference.pause()
+            return True
 
     def _finish(self, out: np.ndarray, filled: int) -> None:
         """Gain on the audio, a fade into the silence after it, then the reference taps."""

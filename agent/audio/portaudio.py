@@ -268,6 +268,8 @@ class StreamKeeper:
         """True while the device is absent or lost, until the stream is open again."""
         self.reopens = 0
         """Successful opens after the device was absent or lost."""
+        self.resting = False
+        """The stream was stopped on purpose (nothing to do): not a loss."""
 
     def beat(self) -> None:
         """Called from the stream's callback: it is alive."""
@@ -337,6 +339,8 @@ class StreamKeeper:
             pass  # a stream dying now is the watcher's to notice and reopen
 
     def _alive(self) -> bool:
+        if self.resting:
+            return True
         with self._host._lock:  # not between drop_queued's abort and restart, nor in a rescan
             stream = self._stream
             if stream is None:

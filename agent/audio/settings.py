@@ -27,7 +27,10 @@ class AudioSettings(Section):
     output_channels: int = Field(1, ge=1, le=8)
     """Channels to open on the speaker (some cards only play stereo); each gets the same audio."""
     period_ms: int = Field(20, ge=5, le=100)
-    """Device period (buffer size) in ms."""
+    """Speaker period (buffer size) in ms."""
+    input_period_ms: int = Field(60, ge=5, le=200)
+    """Microphone period in ms: the device hands audio over this often (longer costs less CPU
+    while waiting for the wake word, and adds up to that much latency)."""
     volume: int = Field(80, ge=0, le=100)
     """Software volume of replies and sounds, 0-100 %."""
     mixer_control: str = ""
