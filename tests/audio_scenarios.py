@@ -311,7 +311,8 @@ def pulse_device_loss(folder: str) -> dict:
         out["back_after_s"] = max(t for t, _, ok in events if ok) - t_back if back else None
         n = len(frames)
         out["mic_flows_again"] = wait_until(lambda: len(frames) > n + 10, 10)
-        out["speaker_runs_again"] = speaker_running(spk)
+        # (idle since before the loss, the reopened stream may already rest: that is running)
+        out["speaker_runs_again"] = spk.resting or speaker_running(spk)
         spk.play(noise(4800, 7), "after")
         out["speaker_plays_again"] = wait_until(lambda: spk.played_samples("after") == 4800, 5)
         out["events"] = [[w, ok] for _, w, ok in events]
