@@ -1,4 +1,4 @@
-"""The `mira-agent` command: run, demo, devserver, devices, check, reload."""
+"""The `mira-agent` command: run, demo, devserver, devices, check, reload, enroll, wake-test."""
 
 from __future__ import annotations
 
@@ -75,7 +75,25 @@ def _parser() -> argparse.ArgumentParser:
                  "unit's ExecReload): exit 1 when the new config is refused")
     rl.add_argument("--pid", type=int, required=True, help="the daemon's process id ($MAINPID)")
     rl.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the verdict")
+    _wake_commands(command)
     return p
+
+
+def _wake_commands(command) -> None:
+    en = command("enroll", "learn the owner's voice saying the wake word (a verifier that turns "
+                 "other voices down) and suggest a threshold")
+    wt = command("wake-test", "score the wake word(s) on your clips and suggest a threshold")
+    for p in (en, wt):
+        p.add_argument("--config", "-c", default="/etc/mira-agent/agent.toml", help="config file (TOML)")
+        p.add_argument("wavs", nargs="*", metavar="WAV", help="clips of you saying the wake word "
+                       "(16-bit WAV); none: record them through the configured microphone")
+        p.add_argument("--seconds", type=float, default=3.0, help="length of each recorded clip")
+    en.add_argument("--count", type=int, default=5, help="clips to record (default 5)")
+    wt.add_argument("--count", type=int, default=3, help="clips to record (default 3)")
+    en.add_argument("--model", help="the configured wake word to enroll (default: the first)")
+    en.add_argument("--out", help="verifier file to write (default: wake-verifier.npz beside the config)")
+    en.add_argument("--negative", action="append", default=[], metavar="WAV",
+                    help="a clip of you saying something else (may be repeated)")
 
 
 def _level_from_config(path: str | None) -> str:
@@ -110,6 +128,12 @@ def _dispatch(args) -> int:
     if args.command == "reload":
         from agent.service.reload import main as reload_main
         return reload_main(args.pid, args.timeout)
+    if args.command in ("enroll", "wake-test"):
+        from agent.wake import enroll
+        if args.command == "enroll":
+            return enroll.enroll(args.config, args.wavs, model=args.model, count=args.count,
+                                 seconds=args.seconds, out_path=args.out, negative_wavs=args.negative)
+        return enroll.wake_test(args.config, args.wavs, count=args.count, seconds=args.seconds)
     raise AssertionError(args.command)
 
 

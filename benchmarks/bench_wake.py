@@ -1,257 +1,50 @@
-"""Wake word: detection rate in noise, false accepts per hour, CPU of the idle path (issue 4).
+"""Wake word: detection the way people say it, false accepts, the VAD gate, the voice verifier, CPU.
 
-The corpus is made with espeak-ng once and cached under .bench/wake/ (audio only; every figure is
-measured afresh each run). Positives are "hey jarvis, <command>" in 15 voices at 3 speeds, clean
-and in pink or white noise at 10 dB SNR. Negatives are about 2 h of speech without the wake word:
-licence prose, user commands (with sound-alikes such as "play some jazz") and the assistant's own
-long replies, with room noise at 20 dB SNR. Each condition is one continuous stream fed in 20 ms
-frames to the real detector, as the daemon does, through two front ends:
+The corpus (benchmarks/wake_corpus.py) is made once and cached under .bench/wake/; every figure
+is measured afresh each run. Each stream is fed in 20 ms frames to the real detector, as the
+daemon does, through two front ends:
 
 - "mic": the microphone as captured (echo cancelling off or unavailable);
-- "NS": agent.audio.echo.EchoCanceller with nothing playing, i.e. WebRTC's noise suppression and
-  high-pass filter, which is what the daemon's detector hears when [echo] is on (the default).
+- "NS": agent.audio.echo.EchoCanceller with nothing playing (WebRTC noise suppression and
+  high-pass), which is what the daemon's detector hears with [echo] on (the default).
 
-The negatives go through the NS front end only (the daemon's default), which keeps a run near
-3 minutes on 2 cores; BENCH_WAKE_MIC_NEGATIVES=1 adds them through the bare microphone (+2 min).
+One pass per stream, at a threshold near zero with no refractory period, records every 80 ms
+window scoring over 0.01 (and, over 0.2, the embeddings it scored, for the verifier); a
+trigger-level-1 detector at any threshold is then replayed from that list. Beside it, the same
+frames go through the VAD-gated detector, and every event must match: same window, same score,
+same frame (so the same detections, at the same time, at any threshold). Negatives go through the
+NS front end (the daemon's default). Workers are spawned: livekit's runtime cannot cross a fork.
 """
 
 from __future__ import annotations
 
-import glob
-import itertools
+import ast
 import math
 import multiprocessing
-import os
-import random
-import subprocess
-import tempfile
 import time
-import wave
-import zlib
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import soxr
 
+from benchmarks import wake_corpus as wc
 from benchmarks.common import Row, median, percentile
 
-RATE = 24000
+RATE = wc.RATE
 FRAME = 480
-VOICES = ["en-us", "en-gb", "en-us+f1", "en-us+f2", "en-us+f3", "en-us+f4", "en+m1", "en+m2", "en+m3",
-          "en+m4", "en+m5", "en+m7", "en-gb-scotland", "en-gb-x-rp", "en-us-nyc"]
-SPEEDS = [130, 150, 170]
-COMMANDS = ["what time is it", "turn on the kitchen lights"]
-CONDITIONS = [("clean", None, "pink"), ("10 dB pink", 10, "pink"), ("10 dB white", 10, "white")]
-FRONTS = ("mic", "NS")
-NEGATIVE_FRONTS = ("NS", "mic") if os.environ.get("BENCH_WAKE_MIC_NEGATIVES") == "1" else ("NS",)
-GAP_S = 2.5  # silence between utterances: longer than the 2 s refractory period
-NEGATIVE_MINUTES = 140  # of text at 150 words a minute: about 2.05 h of speech with its pauses
-NEGATIVE_BATCHES = 12
 THRESHOLDS = (0.5, 0.3)  # the default, and a more sensitive setting
 REFRACTORY_S = 2.0
-CACHE = Path(__file__).resolve().parent.parent / ".bench" / "wake"
-ROOMS = ["kitchen", "living room", "bedroom", "garden", "hall"]
-USER = ["what time is it", "turn off the {room} lights", "set a timer for {n} minutes",
-        "what is the weather like tomorrow", "play some jazz in the {room}", "how far is the moon",
-        "add coffee to my shopping list", "hey, can you hear me", "stop", "never mind",
-        "remind me to call my mother at {h}", "how many grams are in a pound", "turn the volume down",
-        "what is on my calendar today", "is it going to rain in the {room}", "open the garage door",
-        "tell me a joke", "who wrote pride and prejudice", "what is {n} times {h}", "pause the music",
-        "dim the {room} lights to {n} percent", "when does the bakery close", "wake me up at {h} thirty",
-        "what's the capital of australia", "how do you spell necessary", "skip this song",
-        "call the office", "how long do I boil an egg", "cancel the timer", "good night"]
-# The assistant's replies: what the speaker itself says, often for half a minute at a time.
-REPLIES = [
-    "It is {n} past {h} in the afternoon.", "I set a timer for {n} minutes.",
-    "The weather today is sunny with a high of {n} degrees.", "Your next meeting starts at {h} o'clock.",
-    "I turned off the lights in the {room}.", "Sure, playing some music in the {room}.",
-    "There are {n} items on your shopping list: milk, bread, apples and coffee.",
-    "The timer for the {room} is done.", "I could not find anything about that, sorry.",
-    "Good morning! It is {h} o'clock and the sky is clear.",
-    "Here is a simple recipe for pancakes. Mix two cups of flour with a spoon of sugar, a pinch of "
-    "salt and two teaspoons of baking powder. Whisk in two eggs and a cup and a half of milk, then "
-    "let the batter rest for ten minutes.",
-    "Tomorrow will start cloudy, with light rain in the morning. By the afternoon the clouds clear "
-    "and the temperature reaches {n} degrees. The wind is calm, so it is a good evening for a walk.",
-    "The moon is about three hundred and eighty four thousand kilometres away from the earth. Light "
-    "takes a little more than one second to travel that far.",
-    "I have added eggs, butter and {n} apples to your shopping list. You now have {h} things on it. "
-    "Would you like me to read them out?",
-    "Your calendar for today has three events: a call with the bank at {h}, lunch with Sarah at one, "
-    "and the dentist at half past four.",
-    "Sure. Here is a joke: why did the scarecrow win an award? Because he was outstanding in his field.",
-    "Pride and Prejudice was written by Jane Austen and published in eighteen thirteen. It follows "
-    "Elizabeth Bennet and her family in the English countryside.",
-    "To boil an egg, bring a pot of water to the boil, lower the egg in with a spoon, and cook it for "
-    "six minutes for a soft yolk or ten minutes for a hard one.",
-    "The bakery on the main street closes at six today and opens again at seven tomorrow morning.",
-    "I am sorry, I did not catch that. Could you say it again, a little more slowly?",
-    "The capital of Australia is Canberra. Many people guess Sydney or Melbourne, but Canberra was "
-    "chosen as a compromise between the two.",
-    "Playing your evening playlist in the {room}. The first song is a quiet piano piece, followed by "
-    "some soft jazz.",
-    "Okay, I will remind you to call your mother at {h} o'clock. I will ring twice, five minutes apart.",
-    "There are four hundred and fifty three grams in one pound, so two pounds is a little over nine "
-    "hundred grams.",
-    "The garage door is now open. Remember that it closes by itself after {n} minutes.",
-    "Good night. I have turned off the lights in the {room}, locked the front door and set your "
-    "alarm for seven.",
-    "Traffic on your way to work is light this morning. The drive should take about {n} minutes, a "
-    "little less than usual.",
-    "The football match ended two to one. The home team scored the winning goal in the last minute.",
-    "Necessary is spelled N E C E S S A R Y. One collar and two sleeves: one c and two s.",
-    "Here is the news. The city council approved the new park on the river bank, and work starts in "
-    "the spring. In sport, the local team won again.",
-    "A cup of rice needs about two cups of water. Bring it to the boil, cover it, and let it simmer "
-    "for eighteen minutes.",
-    "Your package has been delivered and left at the front door at {h} twenty.",
-    "The living room is at {n} degrees. I have set the heating to twenty one, and it will be warm in "
-    "about half an hour.",
-    "Jupiter is the largest planet in our solar system. More than a thousand earths would fit inside it.",
-    "I have cancelled the timer for the {room}. You have no other timers running.",
-]
-
-
-# -- the corpus --------------------------------------------------------------------------------------
-
-def speak(text: str, voice: str, wpm: int) -> np.ndarray:
-    """espeak-ng speech as 24 kHz float samples (int16 scale)."""
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "s.wav")
-        subprocess.run(["espeak-ng", "-v", voice, "-s", str(wpm), "-w", path, text], check=True,
-                       capture_output=True)
-        with wave.open(path) as w:
-            raw = np.frombuffer(w.readframes(w.getnframes()), np.int16)
-            rate = w.getframerate()
-    return soxr.resample(raw.astype(np.float32), rate, RATE).astype(np.float64)
-
-
-def noise(n: int, kind: str, rng: np.random.Generator) -> np.ndarray:
-    white = rng.standard_normal(n)
-    if kind == "white":
-        return white
-    spectrum = np.fft.rfft(white)
-    k = np.arange(len(spectrum))
-    k[0] = 1
-    return np.fft.irfft(spectrum / np.sqrt(k), n)
-
-
-def active_power(x: np.ndarray) -> float:
-    return float(np.mean(x[np.abs(x) > 0.01 * np.abs(x).max()] ** 2))
-
-
-def to_int16(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.round(x), -32768, 32767).astype(np.int16)
-
-
-def negative_texts() -> list[str]:
-    """About NEGATIVE_MINUTES of text with no wake word: licence prose, user commands, replies."""
-    rng = random.Random(4)
-    words: list[str] = []
-    for path in sorted(glob.glob("/usr/share/common-licenses/*")):
-        if os.path.isfile(path):
-            with open(path, encoding="utf-8", errors="ignore") as f:
-                words += f.read().split()
-    fill = lambda t: t.format(n=rng.randint(2, 59), h=rng.randint(1, 12), room=rng.choice(ROOMS))  # noqa: E731
-    chunks: list[str] = []
-    spoken = 0
-    while spoken < NEGATIVE_MINUTES * 150:
-        kind = len(chunks) % 5  # 2 parts prose, 1 part user commands, 2 parts the assistant's replies
-        if kind in (0, 3) and words:
-            start = rng.randrange(max(1, len(words) - 120))
-            chunk = " ".join(words[start:start + 120])
-        elif kind == 1:
-            chunk = ". ".join(fill(rng.choice(USER)) for _ in range(12)) + "."
-        else:
-            chunk = " ".join(fill(rng.choice(REPLIES)) for _ in range(5))
-        assert "jarvis" not in chunk.lower()
-        chunks.append(chunk)
-        spoken += len(chunk.split())
-    return chunks
-
-
-def negative_batches() -> list[list[tuple[str, str, int]]]:
-    voice_cycle = itertools.cycle(itertools.product(VOICES[:6] + ["en-us"], [150, 175]))
-    chunks = [(t, *next(voice_cycle)) for t in negative_texts()]
-    return [chunks[i::NEGATIVE_BATCHES] for i in range(NEGATIVE_BATCHES)]
-
-
-def corpus_dir() -> Path:
-    """The cache folder of this corpus: named for everything that shapes it (texts, voices, espeak)."""
-    version = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True).stdout
-    spec = repr((VOICES, SPEEDS, COMMANDS, CONDITIONS, GAP_S, negative_batches(), version, 1))
-    return CACHE / f"{zlib.crc32(spec.encode()):08x}"
-
-
-def _save(path: Path, **arrays) -> None:
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.rename(path)
-
-
-def make_positives(voice: str, path: Path) -> None:
-    """One voice, every speed and command, one stream per condition, with where each utterance is."""
-    utterances, wake_ends = [], []
-    for wpm, command in itertools.product(SPEEDS, COMMANDS):
-        utterances.append(speak(f"hey jarvis, {command}", voice, wpm))
-        wake = speak("hey jarvis", voice, wpm)
-        wake_ends.append(int(np.nonzero(np.abs(wake) > 300)[0][-1]) + 1)
-    gap = int(GAP_S * RATE)
-    starts, pos = [], gap
-    for u in utterances:
-        starts.append(pos)
-        pos += len(u) + gap
-    clean = np.zeros(pos)
-    for s, u in zip(starts, utterances):
-        clean[s:s + len(u)] = u
-    level = np.mean([active_power(u) for u in utterances])
-    streams = {}
-    for i, (name, snr, kind) in enumerate(CONDITIONS):
-        stream = clean
-        if snr is not None:
-            rng = np.random.default_rng(zlib.crc32(f"{voice}|{name}".encode()))
-            n = noise(len(clean), kind, rng)
-            stream = clean + n * np.sqrt(level / 10 ** (snr / 10) / np.mean(n ** 2))
-        streams[f"c{i}"] = to_int16(stream)
-    _save(path, starts=np.array(starts), lens=np.array([len(u) for u in utterances]),
-          wake_ends=np.array(wake_ends), **streams)
-
-
-def make_negatives(chunks: list[tuple[str, str, int]], path: Path) -> None:
-    """Speech without the wake word, 0.7 s pauses, room noise (pink) at 20 dB SNR."""
-    rng = np.random.default_rng(zlib.crc32(chunks[0][0].encode()))
-    parts = []
-    for text, voice, wpm in chunks:
-        parts += [speak(text, voice, wpm), np.zeros(int(0.7 * RATE))]
-    speech = np.concatenate(parts)
-    n = noise(len(speech), "pink", rng)
-    _save(path, stream=to_int16(speech + n * np.sqrt(active_power(speech) / 10 ** 2 / np.mean(n ** 2))))
-
-
-def _make(job: tuple) -> None:
-    kind, arg, path = job
-    (make_positives if kind == "pos" else make_negatives)(arg, path)
-
-
-def corpus(pool: ProcessPoolExecutor) -> tuple[list[Path], list[Path]]:
-    """The cached corpus files (positives per voice, negative batches), made where missing."""
-    folder = corpus_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    pos = [folder / f"pos-{v}.npz" for v in VOICES]
-    neg = [folder / f"neg-{i:02d}.npz" for i in range(NEGATIVE_BATCHES)]
-    jobs = [("pos", v, p) for v, p in zip(VOICES, pos)] + \
-           [("neg", b, p) for b, p in zip(negative_batches(), neg)]
-    list(pool.map(_make, [j for j in jobs if not j[2].exists()]))
-    return pos, neg
+FLOOR = 0.01             # events recorded above this score
+WINDOW_FLOOR = 0.2       # and their embeddings above this one
+MODEL = "hey_jarvis"
 
 
 # -- workers (one process each) ----------------------------------------------------------------------
 
-def _detector(threshold: float = 0.5, refractory_s: float = REFRACTORY_S):
+def _detector(vad_gate: bool = False, threshold: float = FLOOR, refractory_s: float = 0.0):
     from agent.wake.openwakeword import OpenWakeWordDetector
-    return OpenWakeWordDetector("hey_jarvis", threshold=threshold, trigger_level=1,
-                                refractory_s=refractory_s)
+    return OpenWakeWordDetector(MODEL, threshold=threshold, trigger_level=1, refractory_s=refractory_s,
+                                vad_gate=vad_gate)
 
 
 def _noise_suppressor():
@@ -261,70 +54,108 @@ def _noise_suppressor():
     return EchoCanceller(ReferenceRing(RATE))
 
 
-def _scores(stream: np.ndarray, front: str) -> tuple[list[tuple[int, float]], float]:
-    """(sample position in this stream, score) of every 80 ms window scoring over 0.01, and the CPU
-    seconds the front end took.
-
-    A detector with a threshold near zero and no refractory period fires on every such window, so
-    one pass gives what the daemon's detector (trigger level 1) would do at any threshold.
-    """
-    detector = _detector(threshold=0.01, refractory_s=0.0)
+def scan(stream: np.ndarray, front: str, gated: bool) -> dict:
+    """Every event (position, score, frame) over FLOOR, the windows of those over WINDOW_FLOOR,
+    the gated detector's events, and CPU seconds of the front end and of each detector."""
+    plain = _detector()
+    gate = _detector(vad_gate=True) if gated else None
     ns = _noise_suppressor() if front == "NS" else None
-    out, front_cpu = [], 0.0
-    for i in range(0, len(stream) - FRAME + 1, FRAME):
+    events, windows, gated_events = [], [], []
+    cpu = {"front": 0.0, "plain": 0.0, "gated": 0.0}
+    for k, i in enumerate(range(0, len(stream) - FRAME + 1, FRAME)):
         frame = stream[i:i + FRAME]
         if ns is not None:
             t0 = time.process_time()
             frame = ns.process(frame)
-            front_cpu += time.process_time() - t0
-        hit = detector.process(frame)
+            cpu["front"] += time.process_time() - t0
+        t0 = time.process_time()
+        hit = plain.process(frame)
+        cpu["plain"] += time.process_time() - t0
         if hit is not None:
-            out.append((hit.sample_offset, hit.score))
-    detector.close()
+            events.append((hit.sample_offset, hit.score, k))
+            windows.append(plain.window(MODEL) if hit.score > WINDOW_FLOOR else None)
+        if gate is not None:
+            t0 = time.process_time()
+            hit = gate.process(frame)
+            cpu["gated"] += time.process_time() - t0
+            if hit is not None:
+                gated_events.append((hit.sample_offset, hit.score, k))
+    out = {"events": events, "windows": windows, "gated": gated_events if gated else None,
+           "cpu": cpu, "seconds": len(stream) / RATE,
+           "gate_share": gate._gate.steps_run / max(1, gate._gate.steps_seen) if gated else None}
+    plain.close()
+    if gate is not None:
+        gate.close()
     if ns is not None:
         ns.close()
-    return out, front_cpu
+    return out
 
 
-def triggers(scores: list[tuple[int, float]], threshold: float) -> list[int]:
-    """Where a trigger-level-1 detector with the refractory period fires at this threshold."""
+def positives_job(job: tuple[Path, str, bool]) -> dict:
+    """One positives file through one front end, every noise condition."""
+    path, front, gated = job
+    data = np.load(path)
+    out = {"starts": data["starts"], "lens": data["lens"], "wake_ends": data["wake_ends"],
+           "labels": [ast.literal_eval(str(x)) for x in data["labels"]], "path": path.name}
+    for i, _ in enumerate(wc.NOISES):
+        out[i] = scan(data[f"c{i}"], front, gated)
+    return out
+
+
+def negatives_job(job: tuple[Path, str, bool]) -> dict:
+    path, front, gated = job
+    out = scan(np.load(path)["stream"], front, gated)
+    out["path"] = path.name
+    return out
+
+
+def verifier_job(owner_enroll: Path) -> dict:
+    """Enroll from the owner's takes as `mira-agent enroll` does: the verifier's arrays."""
+    from agent.wake.enroll import train_verifier
+    data = np.load(owner_enroll)
+    clips = np.split(data["audio"], np.cumsum(data["lens"])[:-1])
+    with _detector(threshold=0.5) as detector:
+        entry, _ = train_verifier(detector, MODEL, clips, 0.5, out=lambda *_: None)
+    return {"weights": entry.weights, "bias": entry.bias, "mean": entry.mean, "scale": entry.scale}
+
+
+def idle_cpu(seconds: float = 30.0, vad_gate: bool = False, models=(MODEL,)) -> float:
+    """CPU seconds per audio second: 24 kHz frames -> soxr -> openWakeWord, on quiet room noise."""
+    from agent.wake.openwakeword import OpenWakeWordDetector
+    rng = np.random.default_rng(1)
+    room = wc.to_int16(wc.noise(int(seconds * RATE), "pink", rng) * 60)
+    detector = OpenWakeWordDetector(list(models), vad_gate=vad_gate)
+    frames = [room[i:i + FRAME] for i in range(0, len(room) - FRAME + 1, FRAME)]
+    t0 = time.process_time()
+    for frame in frames:
+        detector.process(frame)
+    used = time.process_time() - t0
+    detector.close()
+    return used / seconds
+
+
+# -- replaying a detector from the events ----------------------------------------------------------
+
+def triggers(events, threshold: float, accept=None) -> list[int]:
+    """Where a trigger-level-1 detector with the refractory period fires at this threshold;
+    accept(index) is the verifier's say on event `index` (a refused event starts no refractory)."""
     fired: list[int] = []
-    for offset, score in scores:
-        if score > threshold and (not fired or offset >= fired[-1] + REFRACTORY_S * RATE):
+    for j, (offset, score, _) in enumerate(events):
+        if score > threshold and (not fired or offset >= fired[-1] + REFRACTORY_S * RATE) \
+                and (accept is None or accept(j)):
             fired.append(offset)
     return fired
 
 
-def positives_job(job: tuple[Path, str]) -> dict:
-    """One voice through one front end, every condition: hits per threshold and detection delays."""
-    path, front = job
-    data = np.load(path)
-    out: dict = {}
-    for i, (name, _, _) in enumerate(CONDITIONS):
-        scores, _ = _scores(data[f"c{i}"], front)
-        for threshold in THRESHOLDS:
-            offsets = triggers(scores, threshold)
-            hits, delays = 0, []
-            for s, n, w in zip(data["starts"], data["lens"], data["wake_ends"]):
-                inside = [o for o in offsets if s <= o < s + n + RATE]
-                hits += bool(inside)
-                if inside:
-                    delays.append((inside[0] - s - w) / RATE * 1000)
-            out[name, threshold] = (hits, len(data["starts"]))
-            if i == 0 and threshold == THRESHOLDS[0]:
-                out["delays"] = delays
+def hits_per_utterance(result: dict, cond: int, threshold: float, accept=None) -> list[tuple[bool, float]]:
+    """(detected, ms from the wake word's end to the detection point) for each utterance."""
+    offsets = triggers(result[cond]["events"], threshold, accept)
+    out = []
+    for s, n, w in zip(result["starts"], result["lens"], result["wake_ends"]):
+        inside = [o for o in offsets if s <= o < s + n + RATE]
+        out.append((bool(inside), (inside[0] - s - w) / RATE * 1000 if inside else math.nan))
     return out
 
-
-def negatives_job(job: tuple[Path, str]) -> tuple[dict, float, float]:
-    """One negative batch through one front end: ({threshold: false accepts}, seconds, front CPU s)."""
-    path, front = job
-    stream = np.load(path)["stream"]
-    scores, front_cpu = _scores(stream, front)
-    return {t: len(triggers(scores, t)) for t in THRESHOLDS}, len(stream) / RATE, front_cpu
-
-
-# -- statistics and the idle path --------------------------------------------------------------------
 
 def poisson_upper(k: int, confidence: float = 0.95) -> float:
     """One-sided upper confidence bound on a Poisson mean after seeing k events."""
@@ -341,56 +172,182 @@ def poisson_upper(k: int, confidence: float = 0.95) -> float:
     return hi
 
 
-def idle_cpu(seconds: float = 30.0, vad_gate: bool = False) -> float:
-    """CPU seconds per audio second: 24 kHz frames -> soxr -> openWakeWord, on quiet room noise."""
-    from agent.wake.openwakeword import OpenWakeWordDetector
-    rng = np.random.default_rng(1)
-    room = to_int16(noise(int(seconds * RATE), "pink", rng) * 60)
-    detector = OpenWakeWordDetector("hey_jarvis", vad_gate=vad_gate)
-    frames = [room[i:i + FRAME] for i in range(0, len(room) - FRAME + 1, FRAME)]
-    t0 = time.process_time()
-    for frame in frames:
-        detector.process(frame)
-    used = time.process_time() - t0
-    detector.close()
-    return used / seconds
+def _pct(hits: int, total: int) -> float:
+    return 100.0 * hits / total if total else math.nan
+
+
+def _detect_row(name: str, results: list[dict], cond: int, threshold: float, target_95: bool,
+                select=lambda labels: True, accept_for=None) -> tuple[Row, int, int]:
+    hits = total = 0
+    for r in results:
+        accept = accept_for(r, cond) if accept_for else None
+        for lab, (hit, _) in zip(r["labels"], hits_per_utterance(r, cond, threshold, accept)):
+            if select(lab):
+                hits += hit
+                total += 1
+    pct = _pct(hits, total)
+    ok = (pct >= 95 if target_95 else None) if total else False
+    return Row(f"{name} ({total} utterances)", f"{pct:.1f} %", ">= 95 %" if target_95 else "-", ok), hits, total
+
+
+# -- the table -----------------------------------------------------------------------------------------
+
+def _old_rows(old: dict[str, list[dict]], neg: list[dict]) -> list[Row]:
+    """The earlier benchmark's rows, same corpus and names, for comparison across the change."""
+    out = []
+    for front, results in old.items():
+        for threshold in THRESHOLDS:
+            for i, (name, snr, _) in enumerate(wc.NOISES):
+                out.append(_detect_row(f"{front}, threshold {threshold}: detected, {name}", results, i,
+                                       threshold, snr == 10)[0])
+            if front == "NS":
+                out.append(_fa_row(f"{front}, threshold {threshold}", neg, threshold))
+        delays = [d for r in results for hit, d in hits_per_utterance(r, 0, THRESHOLDS[0]) if hit]
+        out.append(Row(f"{front}: detection point after the wake word ends, median / p90",
+                       f"{median(delays):.0f} / {percentile(delays, 90):.0f} ms", "-", None))
+    return out
+
+
+def _fa_row(name: str, neg: list[dict], threshold: float, accept_for=None) -> Row:
+    hours = sum(r["seconds"] for r in neg) / 3600
+    k = sum(len(triggers(r["events"], threshold, accept_for(r) if accept_for else None)) for r in neg)
+    return Row(f"{name}: false accepts/h (count; 95 % upper bound) in {hours:.2f} h of speech, 20 dB noise",
+               f"{k / hours:.2f} ({k}; {poisson_upper(k) / hours:.2f})", "<= 0.5", k / hours <= 0.5)
+
+
+def _people_rows(people: dict[str, list[dict]]) -> list[Row]:
+    out = []
+    groups = [("pause", lambda lab: lab["pause"]), ("no pause", lambda lab: not lab["pause"])]
+    groups += [(f"{w} wpm", lambda lab, w=w: lab["wpm"] == w) for w in wc.SPEEDS]
+    groups += [("espeak voices", lambda lab: lab["family"] == "espeak"),
+               ("Piper joe", lambda lab: lab["family"] == "piper")]
+    for front, results in people.items():
+        for i, (name, snr, _) in enumerate(wc.NOISES):
+            out.append(_detect_row(f"people, {front}, 0.5: detected, {name}", results, i, 0.5, snr == 10)[0])
+            if front != "mic":
+                continue
+            for label, select in groups:
+                out.append(_detect_row(f"people, mic, 0.5, {name}: {label}", results, i, 0.5,
+                                       snr == 10, select)[0])
+        for i, (name, snr, _) in enumerate(wc.NOISES):
+            out.append(_detect_row(f"people, {front}, 0.3: detected, {name}", results, i, 0.3, snr == 10)[0])
+        delays = [d for r in results for hit, d in hits_per_utterance(r, 0, 0.5) if hit]
+        out.append(Row(f"people, {front}: detection point after the wake word ends, median / p90",
+                       f"{median(delays):.0f} / {percentile(delays, 90):.0f} ms", "-", None))
+    return out
+
+
+def _alike_rows(alikes: list[dict]) -> list[Row]:
+    out = []
+    per = len(wc.SOUND_ALIKES) * len(wc.SPEEDS)
+    for threshold in THRESHOLDS:
+        k = sum(len(triggers(r["events"], threshold)) for r in alikes)
+        out.append(Row(f"NS, {threshold}: sound-alike names ('hey travis ...') that fire, of "
+                       f"{per * len(alikes)}", f"{k} ({_pct(k, per * len(alikes)):.1f} %)", "-", None))
+    return out
+
+
+def _gate_rows(scanned: list[dict]) -> list[Row]:
+    """Every stream scanned with the gate beside: events must match exactly."""
+    differ = total = moved = 0
+    seconds = 0.0
+    for r in scanned:
+        plain, gated = r["events"], r["gated"]
+        total += len(plain)
+        seconds += r["seconds"]
+        a = {(o, s) for o, s, _ in plain}
+        b = {(o, s) for o, s, _ in gated}
+        differ += len(a ^ b)
+        frames = {(o, s): f for o, s, f in plain}
+        moved += sum(1 for o, s, f in gated if (o, s) in frames and frames[o, s] != f)
+    hours = seconds / 3600
+    return [Row(f"VAD gate: windows over {FLOOR} scored differently than ungated, of {total} in "
+                f"{hours:.2f} h (whole corpus)", f"{differ}", "0", differ == 0),
+            Row("VAD gate: of those, detections reported on a later frame than ungated", f"{moved}",
+                "0", moved == 0)]
+
+
+def _verifier_rows(owner: str, arrays: dict, owner_result: dict, neg: list[dict], people: list[dict]) -> list[Row]:
+    from agent.wake.verifier import Entry
+
+    entry = Entry(arrays["weights"], arrays["bias"], arrays["mean"], arrays["scale"], "", 0)
+
+    def accept_for(r, cond=None):
+        wins = (r[cond] if cond is not None else r)["windows"]
+        return lambda j: wins[j] is not None and entry.probability(wins[j]) > 0.5
+
+    out = []
+    who = {"piper": "Piper joe", "espeak": f"espeak {wc.OWNERS[owner][0]}"}[owner]
+    for threshold in THRESHOLDS:
+        base = with_v = total = 0
+        for i, _ in enumerate(wc.NOISES):
+            _, h0, t = _detect_row("", [owner_result], i, threshold, False)
+            _, h1, _ = _detect_row("", [owner_result], i, threshold, False, accept_for=accept_for)
+            base, with_v, total = base + h0, with_v + h1, total + t
+        drop = _pct(base, total) - _pct(with_v, total)
+        out.append(Row(f"verifier ({who} enrolled), {threshold}: the owner detected without / with "
+                       f"({total} utterances, clean and 10 dB)",
+                       f"{_pct(base, total):.1f} / {_pct(with_v, total):.1f} %", "<= 2 points less",
+                       drop <= 2))
+        k0 = sum(len(triggers(r["events"], threshold)) for r in neg)
+        k1 = sum(len(triggers(r["events"], threshold, accept_for(r))) for r in neg)
+        ratio = k0 / k1 if k1 else math.inf
+        out.append(Row(f"verifier ({who}), {threshold}: false accepts without / with, all negatives",
+                       f"{k0} / {k1} ({ratio:.1f}x fewer)", ">= 4x fewer",
+                       (ratio >= 4) if k0 >= 4 else None))
+    others = passed = 0
+    for r in people:
+        for i, _ in enumerate(wc.NOISES):
+            if owner == "piper" and "piper" in r["path"]:
+                continue
+            if owner == "espeak" and wc.OWNERS[owner][0] in r["path"]:
+                continue
+            others += sum(h for h, _ in hits_per_utterance(r, i, 0.5))
+            passed += sum(h for h, _ in hits_per_utterance(r, i, 0.5, accept_for(r, i)))
+    out.append(Row(f"verifier ({who}): other voices' detected 'hey jarvis' it lets through",
+                   f"{passed} of {others}", "-", None))
+    return out
 
 
 def rows() -> list[Row]:
-    cpu = idle_cpu()
-    gated_cpu = idle_cpu(vad_gate=True)
-    # spawn, not fork: another benchmark in this process may have started livekit's runtime,
-    # which cannot cross a fork
+    cpu = {"1 model": idle_cpu(), "2 models (shared features)": idle_cpu(models=(MODEL, "alexa")),
+           "1 model, VAD gate on (the default)": idle_cpu(vad_gate=True)}
+    # spawn, not fork: another benchmark in this process may have started livekit's runtime
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pos_files, neg_files = corpus(pool)
-        neg = {f: pool.map(negatives_job, [(p, f) for p in neg_files]) for f in NEGATIVE_FRONTS}
-        pos = {f: list(pool.map(positives_job, [(p, f) for p in pos_files])) for f in FRONTS}
-        neg = {f: list(r) for f, r in neg.items()}
-    out = []
-    for front in FRONTS:
-        for threshold in THRESHOLDS:
-            for name, snr, _ in CONDITIONS:
-                hits = sum(p[name, threshold][0] for p in pos[front])
-                total = sum(p[name, threshold][1] for p in pos[front])
-                target, ok = (">= 95 %", hits / total >= 0.95) if snr == 10 else ("-", None)
-                out.append(Row(f"{front}, threshold {threshold}: detected, {name} ({total} utterances)",
-                               f"{100 * hits / total:.1f} %", target, ok))
-            if front not in neg:
-                continue
-            hours = sum(seconds for _, seconds, _ in neg[front]) / 3600
-            k = sum(n[threshold] for n, _, _ in neg[front])
-            out.append(Row(f"{front}, threshold {threshold}: false accepts/h (count; 95 % upper bound) "
-                           f"in {hours:.2f} h of speech, 20 dB noise",
-                           f"{k / hours:.2f} ({k}; {poisson_upper(k) / hours:.2f})", "<= 0.5",
-                           k / hours <= 0.5))
-        delays = [d for p in pos[front] for d in p["delays"]]
-        out.append(Row(f"{front}: detection point after the wake word ends, median / p90",
-                       f"{median(delays):.0f} / {percentile(delays, 90):.0f} ms", "-", None))
-    out.append(Row("idle path CPU s per audio s (24k frame -> soxr -> oww)", f"{cpu:.4f}", "<= 0.03",
-                   cpu <= 0.03))
-    out.append(Row("idle path CPU s per audio s, VAD gate on (the default)", f"{gated_cpu:.4f}",
-                   "<= 0.008", 0 < gated_cpu <= 0.008))
-    ns_cpu = sum(c for _, _, c in neg["NS"]) / sum(s for _, s, _ in neg["NS"])
+        files = wc.build(pool)
+        owners = {o: pool.submit(verifier_job, files[f"enroll-{o}"][0]) for o in wc.OWNERS}
+        neg = pool.map(negatives_job, [(p, "NS", True) for p in files["negatives"] + files["alikes"]])
+        old = {f: pool.map(positives_job, [(p, f, False) for p in files["old"]]) for f in ("mic", "NS")}
+        people = {f: pool.map(positives_job, [(p, f, f == "mic") for p in files["people"]])
+                  for f in ("mic", "NS")}
+        owner_res = {o: pool.map(positives_job, [(p, "NS", False) for p in files[f"owner-{o}"]])
+                     for o in wc.OWNERS}
+        neg = list(neg)
+        old = {f: list(r) for f, r in old.items()}
+        people = {f: list(r) for f, r in people.items()}
+        owner_res = {o: list(r)[0] for o, r in owner_res.items()}
+        owners = {o: f.result() for o, f in owners.items()}
+    speech = [r for r in neg if r["path"].startswith("neg-")]
+    alikes = [r for r in neg if r["path"].startswith("alike-")]
+    out = _old_rows(old, speech)
+    out += _people_rows(people)
+    for threshold in THRESHOLDS:
+        out.append(_fa_row(f"people, NS, {threshold}, with sound-alike names", neg, threshold))
+    out += _alike_rows(alikes)
+    scanned = neg + [r[i] for r in people["mic"] for i, _ in enumerate(wc.NOISES)]
+    out += _gate_rows(scanned)
+    share = [r["gate_share"] for r in speech]
+    out.append(Row("VAD gate: share of 80 ms steps the model ran (replays included), 2 h of speech",
+                   f"{100 * sum(share) / len(share):.0f} %", "-", None))
+    for o in wc.OWNERS:
+        out += _verifier_rows(o, owners[o], owner_res[o], neg, people["NS"])
+    for name, value in cpu.items():
+        target, ok = ("<= 0.03", 0 < value <= 0.03) if name == "1 model" else ("-", value > 0)
+        if "gate" in name:
+            target, ok = "<= 0.008", 0 < value <= 0.008
+        out.append(Row(f"idle path CPU s per audio s (24k frame -> soxr -> oww), {name}",
+                       f"{value:.4f}", target, ok))
+    ns_cpu = sum(r["cpu"]["front"] for r in speech) / sum(r["seconds"] for r in speech)
     out.append(Row("NS front end (echo canceller, idle) CPU s per audio s, on its own",
                    f"{ns_cpu:.4f}", "-", None))
     return out

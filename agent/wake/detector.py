@@ -86,6 +86,11 @@ class WakeDetector(ABC):
     def _step_engine(self, pcm16k: np.ndarray) -> tuple[str, float] | None:
         """Run one step of exactly step_samples at 16 kHz; (name, score) when the engine triggers."""
 
+    def _confirm(self, name: str) -> bool:
+        """A second opinion on a detection outside the refractory period (a voice verifier);
+        False drops it and starts no refractory period."""
+        return True
+
     @abstractmethod
     def _reset_engine(self) -> None:
         """Forget the audio heard so far."""
@@ -159,7 +164,7 @@ class WakeDetector(ABC):
     def _fire(self, index: int, name: str, score: float) -> Detection | None:
         """A Detection for the engine firing on step `index`, unless within the refractory period."""
         offset = self._origin + ((index + 1) * self._step * _RATIO_NUM) // _RATIO_DEN
-        if offset < self._quiet_until:
+        if offset < self._quiet_until or not self._confirm(name):
             return None
         self._quiet_until = offset + self._refractory
         return Detection(model=name, score=float(score), frame_index=self._frames - 1,

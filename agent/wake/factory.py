@@ -19,15 +19,37 @@ def _path(p: str, base_dir: Path | None) -> Path:
     return path if path.is_absolute() or base_dir is None else base_dir / path
 
 
+def wake_word_models(settings: WakeSettings, base_dir: Path | None) -> list[tuple[str | Path, float]]:
+    """(built-in name or resolved .tflite path, threshold) of every configured wake word."""
+    from agent.wake.openwakeword import BUILTIN_MODELS
+    return [(m if m in BUILTIN_MODELS else _path(m, base_dir), t) for m, t in settings.wake_words()]
+
+
+def _with_verifier(detector, settings: WakeSettings, base_dir: Path | None):
+    """The detector, asking the configured verifier; without it (and a warning) if it is unusable."""
+    from agent.wake.verifier import Verifier
+    if not settings.verifier:
+        return detector
+    try:
+        detector.use_verifier(Verifier.load(_path(settings.verifier, base_dir),
+                                            threshold=settings.verifier_threshold))
+    except WakeEngineError as e:
+        log.warning("wake word: %s; listening without it (anyone's voice wakes the speaker)", e)
+    else:
+        log.info("wake word: the owner's voice verifier %s is asked when %s fires", settings.verifier,
+                 ", ".join(sorted(detector.verifier.entries)))
+    return detector
+
+
 def _open_engine(engine: str, settings: WakeSettings, find_secret: Callable, base_dir: Path | None,
                  porcupine_create: Callable | None) -> WakeDetector:
     if engine == "openwakeword":
-        from agent.wake.openwakeword import BUILTIN_MODELS, OpenWakeWordDetector
-        model = settings.model if settings.model in BUILTIN_MODELS else _path(settings.model, base_dir)
-        return OpenWakeWordDetector(model, threshold=settings.threshold,
-                                    trigger_level=settings.trigger_level,
-                                    refractory_s=settings.refractory_s,
-                                    vad_gate=settings.vad_gate)
+        from agent.wake.openwakeword import OpenWakeWordDetector
+        detector = OpenWakeWordDetector(wake_word_models(settings, base_dir),
+                                        trigger_level=settings.trigger_level,
+                                        refractory_s=settings.refractory_s,
+                                        vad_gate=settings.vad_gate)
+        return _with_verifier(detector, settings, base_dir)
     if engine == "porcupine":
         from agent.wake.porcupine import PorcupineDetector
         p = settings.porcupine
@@ -90,7 +112,7 @@ def check_model_files(settings: WakeSettings, base_dir: Path | None = None) -> N
 
 def _describe(engine: str, settings: WakeSettings) -> str:
     if engine == "openwakeword":
-        return f"openwakeword {Path(settings.model).stem!r}"
+        return f"openwakeword {', '.join(repr(Path(m).stem) for m, _ in settings.wake_words())}"
     return f"porcupine {', '.join(map(repr, settings.porcupine.keywords))}"
 
 

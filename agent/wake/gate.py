@@ -2,11 +2,11 @@
 
 A speaker waits for its wake word almost all its life, mostly in a quiet room. openWakeWord costs
 about 1 ms of CPU per 80 ms step; webrtcvad costs about 1/100 of that. The gate runs webrtcvad on
-every step (voice: 3 voiced 20 ms chunks among the last 10) and the model only while voice is heard and for as long after it as the model's scores
-still depend on it (its context: 26 steps, about 2.1 s). While the model sleeps, the steps it
-skipped are kept in a ring; when voice starts, the ring is replayed into the model before the
-step that woke it. The model's state is a function of its last `context` steps only (fixed-size
-windows, no recurrence), so:
+every step (voice: 3 voiced 20 ms chunks among the last 10) and the model only while voice is
+heard and for as long after it as the model's scores still depend on it (its context: 26 steps,
+about 2.1 s). While the model sleeps, the steps it skipped are kept in a ring; when voice starts,
+the ring is replayed into the model before the step that woke it. The model's state is a function
+of its last `context` steps only (fixed-size windows, no recurrence), so:
 
 - a pause up to the ring's length (32 steps) is replayed whole: the model sees the same stream as
   without the gate, and every score is the same, bit for bit;

@@ -11,6 +11,7 @@ import numpy as np
 from agent.wake import tflite
 from agent.wake.detector import WakeDetector, WakeEngineError
 from agent.wake.gate import VoiceGate, load_vad
+from agent.wake.verifier import Verifier, file_digest
 from agent.wake.settings import OPENWAKEWORD_MODELS
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,11 @@ class _Word:
         self.threshold = threshold
         self.run = 0
 
+    @property
+    def digest(self) -> str:
+        """Which model file this is (verifier.file_digest of it)."""
+        return file_digest(self.ww.tflite_model)
+
     def window(self) -> np.ndarray:
         """The embeddings the model scored last (input_windows x 96): what a verifier looks at."""
         return self.ww.embeddings[-self.ww.input_windows:]
@@ -102,7 +108,8 @@ class OpenWakeWordDetector(WakeDetector):
         """The names of the models listened for, in the configured order."""
         self.model = self.models[0]
         self.threshold = self._words[0].threshold
-        self.verifier = verifier
+        self.verifier: Verifier | None = None
+        """The owner's voice verifier in use (use_verifier), asked when a model fires."""
         context = _FEATURE_CONTEXT_STEPS + max(w.ww.input_windows for w in self._words)
         gate = None
         if vad_gate:
@@ -122,6 +129,50 @@ class OpenWakeWordDetector(WakeDetector):
         if not all(fast):
             log.debug("openwakeword runs on TFLite's default interpreters (slower)")
         self._prime()
+        if verifier is not None:
+            self.use_verifier(verifier)
+
+    def use_verifier(self, verifier: Verifier | None) -> None:
+        """Ask `verifier` whenever a model fires (None: stop); a WakeEngineError if it was made
+        for other model files, and then the detector keeps what it had."""
+        if verifier is not None:
+            verifier.check_fits(self.digests, self.features_digest)
+        with self._lock:
+            self.verifier = verifier
+
+    @property
+    def digests(self) -> dict[str, str]:
+        """Which model file each model is (verifier.file_digest), by name."""
+        return {w.name: w.digest for w in self._words}
+
+    @property
+    def features_digest(self) -> str:
+        """Which embedding model the shared front end runs (verifier.file_digest)."""
+        return file_digest(self._features.emb_path)
+
+    def window(self, model: str) -> np.ndarray:
+        """A copy of the embeddings `model` scored last (window_steps x 96): what its verifier judges."""
+        return next(w.window().copy() for w in self._words if w.name == model)
+
+    def window_steps(self, model: str) -> int:
+        """How many embeddings (80 ms steps) the model scores at once."""
+        return next(w.ww.input_windows for w in self._words if w.name == model)
+
+    def analyse(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Scores (steps x models, in self.models order) and embeddings (steps x 96) of a 24 kHz
+        clip heard from a fresh start, for enrollment and wake-test; nothing fires. Use a detector
+        that is not listening: its stream is left where the clip ended."""
+        self.reset()
+        with self._lock:
+            pcm = self._new_resampler().resample_chunk(np.asarray(audio, np.float32), last=True)
+            pcm = np.clip(np.rint(pcm), -32768, 32767).astype(np.int16)
+            scores, embeddings = [], []
+            for i in range(0, len(pcm) - STEP_SAMPLES + 1, STEP_SAMPLES):
+                for emb in self._features.process_streaming(pcm[i:i + STEP_SAMPLES].tobytes()):
+                    embeddings.append(emb[0, 0, 0].copy())
+                    scores.append([max(w.ww.process_streaming(emb), default=0.0) for w in self._words])
+        return (np.array(scores, np.float32).reshape(-1, len(self._words)),
+                np.array(embeddings, np.float32).reshape(-1, 96))
 
     @property
     def name(self) -> str:
@@ -147,13 +198,17 @@ class OpenWakeWordDetector(WakeDetector):
                     word.run += 1
                     if word.run >= self.trigger_level:
                         word.run = 0
-                        if self._verified(word) and (hit is None or score > hit[1]):
+                        if hit is None or score > hit[1]:
                             hit = (word.name, score)
         return hit
 
-    def _verified(self, word: _Word) -> bool:
-        # the verifier runs only when a model fires: the idle cost does not grow with it
-        return self.verifier is None or self.verifier.accepts(word.name, word.window())
+    def _confirm(self, name: str) -> bool:
+        # the verifier runs only when a model fires outside the refractory period: the idle
+        # cost does not grow with it
+        verifier = self.verifier
+        if verifier is None:
+            return True
+        return verifier.accepts(name, next(w for w in self._words if w.name == name).window())
 
     def _reset_engine(self) -> None:
         self._features.reset()

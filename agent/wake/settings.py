@@ -1,5 +1,6 @@
 """Settings of the wake-word detector."""
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -34,6 +35,23 @@ class PorcupineSettings(Section):
         return self
 
 
+def _check_model(v: str) -> str:
+    if v not in OPENWAKEWORD_MODELS and not v.endswith(".tflite"):
+        raise ValueError(f"use one of {', '.join(OPENWAKEWORD_MODELS)} or a path to a .tflite file")
+    return v
+
+
+class WakeWord(Section):
+    """One wake word of [wake] models: an openWakeWord model and its threshold."""
+
+    model: str
+    """hey_jarvis, alexa, hey_mycroft, hey_rhasspy, okay_nabu, or a .tflite path."""
+    threshold: float | None = Field(None, gt=0, lt=1)
+    """Its own threshold; unset: [wake] threshold."""
+
+    _known_model = field_validator("model")(_check_model)
+
+
 class WakeSettings(Section):
     """[wake]: what wakes the speaker up."""
 
@@ -43,8 +61,15 @@ class WakeSettings(Section):
     """Engine used when the main one cannot start."""
     model: str = "hey_jarvis"
     """openWakeWord model: hey_jarvis, alexa, hey_mycroft, hey_rhasspy, okay_nabu, or a .tflite path."""
+    models: list[WakeWord] = []
+    """Several wake words at once instead of `model`: names, paths, or {model, threshold} tables."""
     threshold: float = Field(0.5, gt=0, lt=1)
     """Score above which an 80 ms window counts as the wake word (lower: fewer misses, more false wakes)."""
+    verifier: str = ""
+    """The owner's voice verifier made by `mira-agent enroll` (a path; empty: none). It is asked
+    only when a model fires, and can only turn a detection down."""
+    verifier_threshold: float = Field(0.5, gt=0, lt=1)
+    """Probability from the verifier above which a detection is the owner's voice."""
     trigger_level: int = Field(1, ge=1, le=20)
     """Consecutive windows over the threshold needed to trigger."""
     refractory_s: float = Field(2.0, ge=0, le=30)
@@ -60,9 +85,27 @@ class WakeSettings(Section):
     porcupine: PorcupineSettings = PorcupineSettings()
     """Porcupine's own settings."""
 
-    @field_validator("model")
+    _known_model = field_validator("model")(_check_model)
+
+    @field_validator("models", mode="before")
     @classmethod
-    def _known_model(cls, v: str) -> str:
-        if v not in OPENWAKEWORD_MODELS and not v.endswith(".tflite"):
-            raise ValueError(f"use one of {', '.join(OPENWAKEWORD_MODELS)} or a path to a .tflite file")
-        return v
+    def _names_are_words(cls, v):
+        # `models = ["hey_jarvis", "alexa"]` is short for tables with only a model
+        return [{"model": m} if isinstance(m, str) else m for m in v] if isinstance(v, list) else v
+
+    @model_validator(mode="after")
+    def _one_way_to_name_models(self):
+        if self.models and "model" in self.model_fields_set:
+            raise ValueError("give the wake words as either model = \"...\" or models = [...], not both "
+                             "(remove wake.model)")
+        names = [Path(w.model).stem for w in self.models]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"{twice[0]} is listed twice in wake.models; list each wake word once")
+        return self
+
+    def wake_words(self) -> list[tuple[str, float]]:
+        """(model, threshold) of every wake word listened for, in order."""
+        if not self.models:
+            return [(self.model, self.threshold)]
+        return [(w.model, self.threshold if w.threshold is None else w.threshold) for w in self.models]
