@@ -173,3 +173,21 @@ def test_too_few_clips_that_sound_like_the_wake_word_train_nothing(tmp_path, spe
 def test_the_suggested_threshold_sits_under_the_weakest_clip(peaks, expected):
     """0.8 x the weakest usable clip, rounded down to 0.05, kept within 0.2..0.7."""
     assert suggest_threshold(peaks) == expected
+
+
+def test_check_shows_whether_a_verifier_is_in_use(enrolled):
+    """`mira-agent check`'s row: none, in use for which wake word, or refused with the fix."""
+    from agent.config import load
+    from agent.service.check import check_wake_verifier
+    folder, _ = enrolled
+    cases = {"none.toml": '[wake]\nmodel = "hey_jarvis"\n',
+             "used.toml": '[wake]\nmodel = "hey_jarvis"\nverifier = "wake-verifier.npz"\n',
+             "other.toml": '[wake]\nmodel = "alexa"\nverifier = "wake-verifier.npz"\n'}
+    rows = {}
+    for name, text in cases.items():
+        (folder / name).write_text(text)
+        rows[name] = check_wake_verifier(load(folder / name))
+    assert rows["none.toml"].ok is None and "mira-agent enroll" in rows["none.toml"].detail
+    assert rows["used.toml"].ok is True and "checked for hey_jarvis (5 clips)" in rows["used.toml"].detail
+    assert rows["other.toml"].ok is False and "wake-verifier.npz is for hey_jarvis" in rows["other.toml"].detail
+    assert "mira-agent enroll" in rows["other.toml"].fix

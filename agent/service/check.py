@@ -199,18 +199,33 @@ def check_wake(cfg: config_mod.Config, offline: bool = False) -> CheckRow:
     except ImportError as e:
         return CheckRow("wake word", False, f"openwakeword support is missing ({e})",
                         "pip install 'mira-agent[wake]'")
-    model = wake.model if wake.model in BUILTIN_WAKE_MODELS else cfg.resolve(wake.model)
+    from agent.wake.factory import wake_word_models
     t0 = time.perf_counter()
     try:
         with native_chatter_hidden():
-            detector = OpenWakeWordDetector(model, threshold=wake.threshold, trigger_level=wake.trigger_level,
-                                            refractory_s=wake.refractory_s)
+            detector = OpenWakeWordDetector(wake_word_models(wake, cfg.base_dir),
+                                            trigger_level=wake.trigger_level, refractory_s=wake.refractory_s)
     except MiraAgentError as e:
         return CheckRow("wake word", False, str(e), f"set [wake] model to one of "
                         f"{', '.join(BUILTIN_WAKE_MODELS)} or a .tflite file, or engine = \"none\"")
     with detector:
         return CheckRow("wake word", True, f"{detector.name} loaded "
                         f"({(time.perf_counter() - t0) * 1000:.0f} ms)")
+
+
+def check_wake_verifier(cfg: config_mod.Config) -> CheckRow:
+    """Whether the owner's voice verifier ([wake] verifier) is in use, and for which wake words."""
+    from agent.wake.factory import describe_verifier
+
+    wake = cfg.settings.wake
+    if not wake.verifier or wake.engine != "openwakeword":
+        return CheckRow("verifier", None, "none: any voice saying the wake word wakes it "
+                        "(`mira-agent enroll` learns the owner's)")
+    try:
+        return CheckRow("verifier", True, describe_verifier(wake, cfg.base_dir))
+    except MiraAgentError as e:
+        return CheckRow("verifier", False, f"{e}; the wake word works without it",
+                        f"run `mira-agent enroll --config {cfg.path}`, or set [wake] verifier = \"\"")
 
 
 # --- GPIO -----------------------------------------------------------------------------------
@@ -398,7 +413,7 @@ def run_checks(config_path: str | Path, *, offline: bool = False,
     rows += _guard("audio", check_audio, cfg)
     wake = _guard("wake word", check_wake, cfg, offline)
     gpio = _guard("GPIO", check_gpio, cfg)
-    rows += wake + gpio
+    rows += wake + _guard("verifier", check_wake_verifier, cfg) + gpio
     rows += _guard("trigger", check_trigger, cfg, wake[0], gpio[0])
     rows += _guard("board", check_board, cfg)
     rows += _guard("tools", check_tools, cfg, sandbox)

@@ -41,6 +41,22 @@ def _with_verifier(detector, settings: WakeSettings, base_dir: Path | None):
     return detector
 
 
+def describe_verifier(settings: WakeSettings, base_dir: Path | None = None) -> str:
+    """What the configured verifier does, for `mira-agent check`; a WakeEngineError naming the file
+    when it cannot be used (missing, damaged, made for other model files)."""
+    import pyopen_wakeword
+
+    from agent.wake.verifier import Verifier, file_digest
+    models = Path(pyopen_wakeword.__file__).parent / "models"
+    verifier = Verifier.load(_path(settings.verifier, base_dir), threshold=settings.verifier_threshold)
+    files = {Path(m).stem: models / f"{m}.tflite" if isinstance(m, str) else m
+             for m, _ in wake_word_models(settings, base_dir)}
+    verifier.check_fits({name: file_digest(f) for name, f in files.items()},
+                        file_digest(models / "embedding_model.tflite"))
+    used = [f"{name} ({verifier.entries[name].positives} clips)" for name in files if name in verifier.entries]
+    return f"{settings.verifier}: the owner's voice is checked for {', '.join(used)}"
+
+
 def _open_engine(engine: str, settings: WakeSettings, find_secret: Callable, base_dir: Path | None,
                  porcupine_create: Callable | None) -> WakeDetector:
     if engine == "openwakeword":
@@ -96,10 +112,11 @@ def check_model_files(settings: WakeSettings, base_dir: Path | None = None) -> N
     from agent.wake.settings import OPENWAKEWORD_MODELS
 
     engines = _engines(settings)
-    if "openwakeword" in engines and settings.model not in OPENWAKEWORD_MODELS:
-        problem = _model_file_problem(_path(settings.model, base_dir))
+    key = "models" if settings.models else "model"
+    for model, _ in settings.wake_words() if "openwakeword" in engines else ():
+        problem = None if model in OPENWAKEWORD_MODELS else _model_file_problem(_path(model, base_dir))
         if problem:
-            raise ConfigError(f"[wake] model = {settings.model!r}: {problem}; put the .tflite file "
+            raise ConfigError(f"[wake] {key}: {model!r}: {problem}; put the .tflite file "
                               f"there, or use a built-in model ({', '.join(OPENWAKEWORD_MODELS)})")
     if "porcupine" in engines:
         for keyword in settings.porcupine.keywords:
