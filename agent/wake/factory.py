@@ -112,11 +112,11 @@ def check_model_files(settings: WakeSettings, base_dir: Path | None = None) -> N
     from agent.wake.settings import OPENWAKEWORD_MODELS
 
     engines = _engines(settings)
-    key = "models" if settings.models else "model"
     for model, _ in settings.wake_words() if "openwakeword" in engines else ():
         problem = None if model in OPENWAKEWORD_MODELS else _model_file_problem(_path(model, base_dir))
         if problem:
-            raise ConfigError(f"[wake] {key}: {model!r}: {problem}; put the .tflite file "
+            where = f"models: {model!r}" if settings.models else f"model = {model!r}"
+            raise ConfigError(f"[wake] {where}: {problem}; put the .tflite file "
                               f"there, or use a built-in model ({', '.join(OPENWAKEWORD_MODELS)})")
     if "porcupine" in engines:
         for keyword in settings.porcupine.keywords:
