@@ -188,3 +188,46 @@ def test_concurrent_writer_and_reader_lose_nothing():
             break
     t.join()
     np.testing.assert_array_equal(np.concatenate(got), src)
+
+
+def test_the_device_may_rest_once_nothing_was_queued_for_a_while_and_a_write_wakes_it():
+    """rest(after_s) says yes only when nothing was queued for after_s (a queue that ran
+    empty, or a flush, starts the wait); the reference is then paused, and the next write
+    returns True once (the device must start) and makes the reference count a new run."""
+    clock = Clock()
+    buf = PlayoutBuffer(clock=clock)
+    assert not buf.rest(5.0)  # nothing read yet: not known to be idle
+    buf.write(ramp(960), "a")
+    read(buf, 480)
+    clock.now += 10
+    assert not buf.rest(5.0)  # audio still queued
+    read(buf, 480)
+    read(buf, 480)  # the queue ran empty here
+    clock.now += 4.9
+    assert not buf.rest(5.0)
+    clock.now += 0.2
+    runs = buf.reference.runs
+    assert buf.rest(5.0) and buf.reference.paused
+    assert buf.write(ramp(480), "b") is True
+    assert buf.write(ramp(480), "b") is False
+    read(buf, 480)
+    assert not buf.reference.paused and buf.reference.runs == runs + 1
+    buf.flush()
+    clock.now += 5.1
+    read(buf, 480)
+    assert buf.rest(5.0)
+
+
+def test_reference_ring_counts_a_run_each_time_the_stream_runs_again():
+    """pause() (a stop) and cut() (an abort) mark the stream stopped; its next block starts a
+    new run; the samples keep their order."""
+    ring = ReferenceRing(4000)
+    ring.write(ramp(480))
+    assert ring.runs == 1 and not ring.paused
+    ring.pause()
+    assert ring.paused and ring.runs == 1
+    ring.write(ramp(480, 480))
+    ring.cut()
+    ring.write(ramp(480, 960))
+    assert ring.runs == 3 and not ring.paused
+    np.testing.assert_array_equal(ring.read(1440), ramp(1440))

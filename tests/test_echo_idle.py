@@ -8,7 +8,7 @@ import pytest
 from agent.audio.base import SAMPLE_RATE
 from agent.audio.echo import HOLD_S, EchoCanceller
 from agent.audio.playout import ReferenceRing
-from test_echo import N, Path, db, scene
+from test_echo import N, Path, db, echo_of, room, scene
 
 pytest.importorskip("livekit")
 
@@ -98,6 +98,37 @@ def test_what_the_canceller_learnt_holds_across_a_long_pause(voices):
     loud = [k for k in range(first.start // N, first.stop // N) if db(mic[k * N:(k + 1) * N]) > -40]
     leads = [gates[k] - db(mic[k * N:(k + 1) * N]) for k in loud]
     assert len(loud) > 10 and max(leads) <= -12 + 0.01, leads
+
+
+def test_a_stream_that_ran_again_is_paired_afresh_and_the_gate_holds_until_trusted(voices):
+    """The speaker's stream stops (nothing written for 3 s: the far end reads as silence, the
+    pairing does not drift) and runs again with its echo 7 ms later (a restart buffers its
+    own way): the canceller pairs afresh and starts WebRTC cold, and the voice gate stays
+    shut from the reply's first block until the linear model is trusted again. Over the
+    whole reply no speech start is heard; WebRTC removes >= 30 dB after its first second;
+    the gate opens again before the reply ends."""
+    story, user = voices
+    path = Path()
+    far, mic, _ = scene(story, user, tail_s=1.0)
+    path.run(far, mic)
+    path.run(far, mic)
+    assert path.ec.model.trusted
+    path.ring.pause()
+    shifts = path.ec.shifts
+    quiet = _noise(3 * SAMPLE_RATE, 5, 10)
+    for k in range(len(quiet) // N):
+        path.ec.process(quiet[k * N:(k + 1) * N])
+    assert path.ec.shifts == shifts and path.ec.realigns == 0
+    later = echo_of(far, np.r_[np.zeros(int(0.007 * SAMPLE_RATE)), room(60)], -20.0)
+    path.vad.reset()
+    clean, _, gates, fires = path.run(far, later, listen=True)
+    assert path.ec.realigns == 1 and path.ring.runs == 2
+    assert fires == []
+    first_loud = next(k for k in range(len(far) // N) if db(far[k * N:(k + 1) * N]) > -60)
+    assert np.all(gates[first_loud:first_loud + 10] == np.inf)
+    assert np.isfinite(gates[first_loud:len(story) // N]).any(), "the gate never opened again"
+    tail = slice(SAMPLE_RATE, len(story))
+    assert db(later[tail]) - db(clean[tail]) >= 30
 
 
 @pytest.fixture(scope="module")

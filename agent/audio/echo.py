@@ -526,8 +526,6 @@ class EchoCanceller:
         that ran again after a stop is paired afresh (`_realign`).
         """
         ref, fifo, n, far = self._ref, self._fifo, FRAME_SAMPLES, self._far_block
-        if ref.runs != self._runs:
-            self._realign()
         while fifo.size + n <= len(fifo.buf):
             chunk = ref.read(n)
             if chunk is None:
@@ -536,6 +534,8 @@ class EchoCanceller:
             fifo.push(self._ref_chunk)
         if self.frames == 0 or fifo.size + n > len(fifo.buf) or ref.dropped != self._dropped:
             self._start_over()
+        elif ref.runs != self._runs:
+            self._realign()
         self._least = min(self._least, fifo.size // n)
         self._watched += 1
         if self._watched == TRIM_FRAMES:
@@ -569,7 +569,7 @@ class EchoCanceller:
         while ref.read(n) is not None:  # (over MAX_LEAD_S behind: the ring still holds more)
             pass
         fifo.pop(max(0, fifo.size - n))
-        self._dropped = ref.dropped
+        self._dropped, self._runs = ref.dropped, ref.runs
         self._least, self._watched = len(fifo.buf), 0
 
     def _realign(self) -> None:
@@ -581,7 +581,6 @@ class EchoCanceller:
         room but is not trusted until it fits again, so the voice gate holds from the first
         block of the next reply. The new module is primed with the newest input as when
         processing resumes, so the output goes on without a gap."""
-        self._runs = self._ref.runs
         self._pair_with_newest()
         old, self._apm = self._apm, self._new_module()
         handle = getattr(old, "_ffi_handle", None)
