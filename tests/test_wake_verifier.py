@@ -191,3 +191,24 @@ def test_check_shows_whether_a_verifier_is_in_use(enrolled):
     assert rows["used.toml"].ok is True and "checked for hey_jarvis (5 clips)" in rows["used.toml"].detail
     assert rows["other.toml"].ok is False and "wake-verifier.npz is for hey_jarvis" in rows["other.toml"].detail
     assert "mira-agent enroll" in rows["other.toml"].fix
+
+
+def test_enroll_records_its_clips_through_the_configured_microphone(tmp_path, speech):
+    """No WAV given: five 3 s clips come from [audio]'s microphone (here the file backend), one a prompt."""
+    slot = 3 * SAMPLE_RATE
+    takes = []
+    for wpm in ENROLL_SPEEDS:
+        take = np.zeros(slot, np.int16)
+        clip = speech("hey jarvis", OWNER, wpm)
+        take[SAMPLE_RATE // 2:SAMPLE_RATE // 2 + len(clip)] = clip
+        takes.append(take)
+    _wav(tmp_path / "room.wav", np.concatenate(takes))
+    (tmp_path / "agent.toml").write_text('[audio]\nbackend = "file"\ninput_file = "room.wav"\n'
+                                         'output_file = "out.wav"\nrealtime = false\n'
+                                         '[wake]\nmodel = "hey_jarvis"\nverifier = "voice.npz"\n')
+    run = _cli("enroll", "--config", tmp_path / "agent.toml", "--out", tmp_path / "voice.npz")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.count('say "hey jarvis" now (3 s)') == 5
+    assert "5 of 5 clips fire" in run.stdout
+    assert "the config already names it" in run.stdout
+    assert Verifier.load(tmp_path / "voice.npz").entries["hey_jarvis"].positives == 5

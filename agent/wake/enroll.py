@@ -172,11 +172,14 @@ def _verifier_report(cfg, detector, clips, out) -> None:
             continue
         thr = {Path(k).stem: v for k, v in cfg.settings.wake.wake_words()}[name]
         accepted = total = 0
-        for clip in clips:
+        for i, clip in enumerate(clips):
             fired = _positive_windows(detector, name, clip, 2 * thr)  # windows scoring over thr
             if len(fired):
+                p = max(entry.probability(x) for x in fired)
                 total += 1
-                accepted += max(entry.probability(x) for x in fired) > verifier.threshold
+                accepted += p > verifier.threshold
+                out(f"  clip {i + 1}: verifier {p:.2f}: "
+                    f"{'your voice' if p > verifier.threshold else 'turned down'}")
         out(f"verifier {verifier.path.name}: accepts {accepted} of the {total} clips on which "
             f"{name} fires")
 
