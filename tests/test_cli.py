@@ -136,13 +136,20 @@ def test_the_readmes_file_backend_recipe_works_as_written(tmp_path):
     server = subprocess.Popen(["bash", "-c", "exec " + server_block.strip().replace("8765", port)],
                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                               text=True)
+    client = None
     try:
         assert "listening" in server.stdout.readline()
-        r = subprocess.run(["bash", "-e", "-c", client_block.replace("8765", port)], cwd=tmp_path,
-                           env=env, capture_output=True, text=True, timeout=120)
+        # its own process group: on a timeout the daemon it started goes too, not only bash
+        client = subprocess.Popen(["bash", "-e", "-c", client_block.replace("8765", port)], cwd=tmp_path,
+                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  start_new_session=True)
+        out, err = client.communicate(timeout=120)
     finally:
+        if client is not None and client.poll() is None:
+            os.killpg(client.pid, signal.SIGKILL)
+            client.wait()
         server.send_signal(signal.SIGINT)  # Ctrl-C, as the README says
         assert server.wait(15) == 0
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "tool 'set_light' ok" in r.stderr and "assistant: Done: light on=true" in r.stderr
+    assert client.returncode == 0, out + err
+    assert "tool 'set_light' ok" in err and "assistant: Done: light on=true" in err
     assert len(read_wav(tmp_path / "reply.wav")) > SAMPLE_RATE // 2
