@@ -22,6 +22,7 @@ class FakeConnection:
         self.host, self.sent, self.alive = "fake", [], True
         self.opened = self.closed = self.aborted = self.brisk = False
         self.last_heard = None
+        self.confirmed = None
 
     def open(self):
         self.opened = True
@@ -31,6 +32,15 @@ class FakeConnection:
             return False
         self.sent.append(event)
         return True
+
+    @property
+    def sent_events(self) -> int:
+        return len(self.sent)
+
+    @property
+    def confirmed_events(self) -> int:
+        """What the server confirmed having read (a pong): all of it unless the test says."""
+        return len(self.sent) if self.confirmed is None else self.confirmed
 
     def close(self, code=1000):
         self.closed = True
@@ -193,6 +203,20 @@ def test_speech_the_old_session_may_not_have_reported_goes_again_with_its_paddin
     link.on_net(conns[0], Closed(ConnectionFailed("lost")))
     second = _reconnect(link, conns, clock)
     assert _ids(second.appended()) == [7, 8, 9, 10, 11, 12]
+
+
+def test_frames_the_server_never_confirmed_go_again_after_a_reset():
+    """A reset kills frames in flight: whatever was sent after the last pong's ping is sent again
+    (the new session starts empty, so a frame that did arrive costs nothing twice)."""
+    link, conns, _, clock = _make_link()
+    link.open(manual=False)
+    _server(link, conns[0], "session.created", session={})
+    for f in _frames(6):
+        link.send_frame(f)
+    conns[0].confirmed = conns[0].sent_events - 2  # the last two appends were never confirmed
+    link.on_net(conns[0], Closed(ConnectionFailed("connection to fake was lost")))
+    second = _reconnect(link, conns, clock)
+    assert _ids(second.appended()) == [4, 5]
 
 
 def test_a_frame_whose_send_fails_is_kept_for_the_next_session():

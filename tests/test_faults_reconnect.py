@@ -91,7 +91,8 @@ def test_blackholed_socket_is_caught_by_the_ping_timeout_in_the_configured_time(
 
 def test_each_network_fault_is_retried_and_no_frame_is_lost(tmp_path, caplog):
     """Refused, reset, close 1001, close 1011, session_expired and a 503 handshake: each classified
-    RETRY, reconnected, and the microphone stream across all sessions has no gap and no repeat."""
+    RETRY, reconnected, and the microphone stream across all sessions has no gap; what a session
+    got twice is only the unconfirmed tail of the one before."""
     caplog.set_level(logging.WARNING, logger="agent.conversation")
     r = every_network_fault(tmp_path)
     reasons, attempts = r.reasons, r.attempts
@@ -104,10 +105,12 @@ def test_each_network_fault_is_retried_and_no_frame_is_lost(tmp_path, caplog):
     # A session that stayed up past stable_s resets the backoff: one delay from base, then back.
     assert all(attempts[n] == 1 for n in ("reset", "close 1001", "close 1011", "session_expired"))
     assert attempts["refused"] > 1 and attempts["handshake 503"] > 1
-    # Every frame the microphone gave, in order, across all the sessions, none missing, none twice.
-    got = r.got
-    assert got == list(range(len(got)))
-    assert len(got) >= r.processed - 5  # all but the last moment's frames (stop) reached a server
+    # Every frame the microphone gave reached a session, in order, none missing. A new session
+    # starts with what the lost one was sent after it last confirmed what it had read (a frame in
+    # flight at a reset may or may not have arrived): at most a ping interval of it again.
+    assert r.lost == 0 and r.disorder == 0, (r.lost, r.disorder, r.overlaps)
+    assert max(r.overlaps) <= 25, r.overlaps  # 0.5 s: CONFIRM_S and the pong's way back
+    assert len(set(r.got)) >= r.processed - 5  # all but the last moment's frames (stop) reached a server
     assert r.sessions >= 7
 
 

@@ -35,6 +35,8 @@ class FaultRound:
     """Backoff attempts counted when each fault's reconnect succeeded."""
     got: list[int] = field(default_factory=list)
     """Microphone frame indices the servers received, in order, over all sessions."""
+    per_session: list[list[int]] = field(default_factory=list)
+    """The same, session by session."""
     processed: int = 0
     """Frames the conversation processed."""
     sessions: int = 0
@@ -48,8 +50,23 @@ class FaultRound:
 
     @property
     def repeated(self) -> int:
-        """Frames received twice, or out of order."""
-        return sum(1 for a, b in zip(self.got, self.got[1:]) if b <= a)
+        """Frames a session got again at its start: the lost session may have had them (they were
+        in flight, unconfirmed, when it died)."""
+        return len(self.got) - len(set(self.got))
+
+    @property
+    def disorder(self) -> int:
+        """Frames out of order within a session, or a session that skips ahead of the last."""
+        inside = sum(1 for s in self.per_session for a, b in zip(s, s[1:]) if b != a + 1)
+        sessions = [s for s in self.per_session if s]
+        skips = sum(1 for a, b in zip(sessions, sessions[1:]) if b[0] > a[-1] + 1)
+        return inside + skips
+
+    @property
+    def overlaps(self) -> list[int]:
+        """Per drop, the frames the new session got that the old one had too."""
+        sessions = [s for s in self.per_session if s]
+        return [max(0, a[-1] + 1 - b[0]) for a, b in zip(sessions, sessions[1:])]
 
 
 def every_network_fault(tmp: Path, *, pause_s: float = 0.6) -> FaultRound:
@@ -86,7 +103,8 @@ def every_network_fault(tmp: Path, *, pause_s: float = 0.6) -> FaultRound:
                 out.attempts[name] = run.conversation.backoff.attempt
             run.conversation.stop()
             run.join(10)
-        out.got = [i for record in server.sessions for i in input_frames(record, pcm)]
+        out.per_session = [input_frames(record, pcm) for record in server.sessions]
+        out.got = [i for frames in out.per_session for i in frames]
         out.processed = watch.frames
         out.sessions = len([s for s in server.sessions if s.client_events])
         out.errors = run.states.count(State.ERROR)

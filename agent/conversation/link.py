@@ -116,8 +116,9 @@ class SessionLink:
         self.manual = False               # the open session has server VAD off
         self.connection = 0               # +1 per connection opened
         self.generation = 0               # +1 per conversation (open .. close)
-        # Sent since the last turn boundary (an utterance longer than buffer_s resends its end).
-        self._unheard: deque[np.ndarray] = deque(maxlen=self._frames(s.reconnect.buffer_s))
+        # Sent since the last turn boundary, each with the connection's event count after it (an
+        # utterance longer than buffer_s resends its end).
+        self._unheard: deque[tuple[np.ndarray, int]] = deque(maxlen=self._frames(s.reconnect.buffer_s))
         self._encoder: FrameEncoder | None = None
         self._reply_wanted = False        # response.create deferred until the active one ends
         self._speech = False              # the server's VAD heard the user start, not yet stop
@@ -236,7 +237,7 @@ class SessionLink:
                 self._broken = True  # the reader reports the drop; this frame waits for the next session
                 self.owed.frames.append(frame)
                 return
-        self._unheard.append(frame)
+        self._unheard.append((frame, getattr(self.conn, "sent_events", 0)))
         self.ledger.samples_up += len(frame)
         self.counters["frames_sent"] += 1
 
@@ -407,7 +408,7 @@ class SessionLink:
         if classify(failure) is Verdict.AUTH:
             self._listener.link_gave_up(failure, auth=True)
             return
-        self.owed.frames.extendleft(reversed(self._uncommitted_utterance()))
+        self.owed.frames.extendleft(reversed(self._unheard_to_resend(conn)))
         self._unheard.clear()
         self._speech = False  # the next session's VAD starts afresh
         self._reply_wanted = False
@@ -422,19 +423,28 @@ class SessionLink:
         self._deadline = None
         self._listener.link_reconnecting(failure, delay)
 
-    def _uncommitted_utterance(self) -> list[np.ndarray]:
-        """What the next session must hear again of what the lost one was sent: an utterance it
-        heard begin (or a push-to-talk turn) whole; else, from a little before the first frame
-        loud enough to be speech, since its news of that speech may have died with the socket.
-        Quiet audio between utterances is not sent twice."""
-        frames = list(self._unheard)
+    def _unheard_to_resend(self, conn) -> list[np.ndarray]:
+        """What the next session must hear again of what the lost one was sent (all of it not
+        yet committed; quiet audio between utterances is not sent twice where it can be helped):
+        - an utterance the server heard begin (or a push-to-talk turn): whole;
+        - from a little before the first frame loud enough to be speech: the news of that speech
+          may have died with the socket;
+        - every frame sent after the server last confirmed what it had read (a pong): a frame in
+          flight at a reset is lost on the way, and the device cannot tell which one arrived.
+        """
+        frames = [f for f, _ in self._unheard]
         if self._speech or self.manual:
             return frames
-        first = next((i for i, f in enumerate(frames) if _level_db(f) > SPEECH_FLOOR_DB), None)
-        if first is None:
-            return []
-        padding = self._frames(self.config.settings.session.turn_detection.prefix_padding_ms / 1000)
-        return frames[max(0, first - padding):]
+        starts = [len(frames)]
+        loud = next((i for i, f in enumerate(frames) if _level_db(f) > SPEECH_FLOOR_DB), None)
+        if loud is not None:
+            padding = self._frames(self.config.settings.session.turn_detection.prefix_padding_ms / 1000)
+            starts.append(max(0, loud - padding))
+        confirmed = getattr(conn, "confirmed_events", None)
+        if confirmed is not None:
+            starts.append(next((i for i, (_, n) in enumerate(self._unheard) if n > confirmed),
+                               len(frames)))
+        return frames[min(starts):]
 
     def tick(self, now: float) -> None:
         """Timed work: a connect that takes too long, the next attempt, held audio too old."""

@@ -8,6 +8,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+MAX_BACKLOG = 500  # messages waiting (10 s of frames): past this, new frames are dropped
+
 
 class Inbox:
     """The conversation's queue; run_loop() hands each message to its handler, in order."""
@@ -15,11 +17,18 @@ class Inbox:
     def __init__(self):
         self._q: queue.SimpleQueue = queue.SimpleQueue()
         self._stopping = False
+        self.frames_dropped = 0
+        """Microphone frames dropped because the loop was MAX_BACKLOG messages behind."""
 
     def post(self, *message: Any) -> None:
         self._q.put(message)
 
     def on_frame(self, frame: np.ndarray) -> None:
+        # A source faster than real time (an unpaced ALSA device) must not bury the loop:
+        # beyond MAX_BACKLOG messages, frames are dropped (and counted) until it catches up.
+        if self._q.qsize() > MAX_BACKLOG:
+            self.frames_dropped += 1
+            return
         self._q.put(("frame", frame))
 
     def on_mic_end(self) -> None:

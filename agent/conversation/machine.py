@@ -83,6 +83,7 @@ class Conversation(Inbox, ServerSide):
         self.words = Words()
 
         self.state = State.IDLE
+        self._shown_reason = ""
         self.turn: Turn | None = None
         self._trigger_on_start = trigger_on_start
         self._resume_to: State | None = None    # where a drop interrupted the conversation
@@ -94,7 +95,7 @@ class Conversation(Inbox, ServerSide):
         self._device_fault: str | None = None   # an audio device is gone (being reopened)
         self.last_detection = None
         self.exit_code = 0
-        self._counts = {"barge_ins": 0, "dropped_turns": 0}
+        self._counts = {"barge_ins": 0, "dropped_turns": 0, "frames_dropped": 0}
 
     # -- the parts, as the daemon and a reload see them ------------------------------------------
 
@@ -174,8 +175,11 @@ class Conversation(Inbox, ServerSide):
     # -- state -------------------------------------------------------------------------------
 
     def _show(self, state: State, reason: str) -> None:
-        if state is self.state and reason != "started":
+        # The same state again is news only for an error whose sentence changed.
+        if state is self.state and reason != "started" and (state is not State.ERROR
+                                                            or reason == self._shown_reason):
             return
+        self._shown_reason = reason
         previous, self.state = self.state, state
         if reason == "started":
             log.info("started, %s", state.value, extra={"STATE": state.value})
@@ -218,6 +222,10 @@ class Conversation(Inbox, ServerSide):
     # -- microphone --------------------------------------------------------------------------
 
     def _on_frame(self, frame: np.ndarray) -> None:
+        if self.frames_dropped != self._counts["frames_dropped"]:
+            self._counts["frames_dropped"] = self.frames_dropped
+            self._ratelog(logging.WARNING, "backlog", f"the microphone gives audio faster than it "
+                          f"can be handled: {self.frames_dropped} frames dropped so far")
         heard = self.router.route(frame, self.state)
         if heard is None:
             return
@@ -416,7 +424,7 @@ class Conversation(Inbox, ServerSide):
             log.info("%s", message)
             self._device_fault = None
             if self.state is State.ERROR and self._clock() >= self._auth_retry_at:
-                self._show(State.IDLE, "audio device back")
+                self._show(State.IDLE, message)
 
     def _on_reload(self, config: Config, parts: dict[str, Any] | None = None,
                    api_key: str | None = None) -> None:

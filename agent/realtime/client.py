@@ -12,6 +12,7 @@ import socket
 import ssl
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import urlsplit
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 SUBPROTOCOL = "mira-realtime.v1"
 KEY_PREFIX = "openai-insecure-api-key."
+CONFIRM_S = 0.25  # while a turn streams, how often the server is asked what it has read (a ping)
 MAX_FRAME_BYTES = 4 * 1024 * 1024  # far above any real event; stops a hostile server's memory bomb
 CLOSE_TOO_BIG = 1009
 
@@ -137,6 +139,11 @@ class RealtimeConnection:
         self.bytes_received = 0
         self.last_heard: float | None = None
         """time.monotonic() of the last frame the server sent (None before the handshake)."""
+        self.sent_events = 0
+        """Events sent so far (counted once each send has returned)."""
+        self.confirmed_events = 0
+        """Events the server had read when it answered our last ping: a pong comes back only after
+        everything sent before its ping, so these reached the server; later ones may not have."""
         self._brisk = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -193,6 +200,7 @@ class RealtimeConnection:
             self._shutdown()  # the reader sees the broken socket and reports Closed
             return False
         self.bytes_sent += len(text)
+        self.sent_events += 1
         return True
 
     def _shutdown(self) -> None:
@@ -236,7 +244,9 @@ class RealtimeConnection:
     def _read_loop(self, ws: websocket.WebSocket) -> ConnectionFailed | None:
         s = self._settings
         last_rx = self.last_heard = time.monotonic()
-        ping_sent: float | None = None
+        ping_sent: float | None = None   # the ping that awaits an answer (any frame answers)
+        last_ping = 0.0
+        marks: deque[int] = deque(maxlen=64)  # per ping awaiting its pong: events sent before it
         ws.settimeout(s.ping_timeout_s)
         while not self._closing.is_set():
             now = time.monotonic()
@@ -246,13 +256,18 @@ class RealtimeConnection:
                 return ConnectionFailed(f"{self.host} stopped answering pings: silent for "
                                         f"{now - last_rx:.1f} s (no pong within {timeout:g} s); "
                                         f"the connection is dead")
-            if ping_sent is None and now - last_rx >= interval:
+            # While a turn streams, frames not yet confirmed are pinged for every CONFIRM_S: a
+            # drop then costs at most that much audio sent twice, never a frame lost.
+            unconfirmed = self._brisk and self.sent_events > (marks[-1] if marks else self.confirmed_events)
+            if ping_sent is None and (now - last_rx >= interval
+                                      or unconfirmed and now - last_ping >= CONFIRM_S):
+                marks.append(self.sent_events)
                 try:
                     ws.ping()
                 except (websocket.WebSocketException, OSError):
                     return None if self._closing.is_set() else ConnectionFailed(
                         f"connection to {self.host} was lost")
-                ping_sent = now
+                ping_sent = last_ping = now
             if not self._readable(ws, 0.2):
                 continue
             try:
@@ -270,6 +285,8 @@ class RealtimeConnection:
             if opcode == websocket.ABNF.OPCODE_CLOSE:
                 return self._closed_by_server(frame.data)
             if opcode in (websocket.ABNF.OPCODE_PING, websocket.ABNF.OPCODE_PONG):
+                if opcode == websocket.ABNF.OPCODE_PONG and marks:
+                    self.confirmed_events = max(self.confirmed_events, marks.popleft())
                 if opcode == websocket.ABNF.OPCODE_PING:
                     try:
                         ws.pong(frame.data)
