@@ -256,7 +256,7 @@ def rebuild_parts(old: Config, new: Config, parts: Parts, on_button: Callable, *
     s = new.settings
     built = {"earcons": load_earcons(s.sounds, new.resolve),
              "toolbox": Toolbox(s.tools, parts.bridge, new.resolve, builtins=s.toolbox.builtins)}
-    if s.wake != old.settings.wake:
+    if s.wake != old.settings.wake or s.wake.verifier:  # a re-enrolled verifier keeps its name
         try:
             with native_chatter_hidden():
                 built["detector"] = open_detector(s.wake, base_dir=new.base_dir)

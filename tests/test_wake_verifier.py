@@ -212,3 +212,26 @@ def test_enroll_records_its_clips_through_the_configured_microphone(tmp_path, sp
     assert "5 of 5 clips fire" in run.stdout
     assert "the config already names it" in run.stdout
     assert Verifier.load(tmp_path / "voice.npz").entries["hey_jarvis"].positives == 5
+
+
+def test_a_reload_reopens_the_detector_with_the_verifier_enroll_rewrote(enrolled, tmp_path):
+    """SIGHUP after `mira-agent enroll` rewrote the verifier under the same name: the reloaded
+    detector asks the new file, though [wake] itself did not change."""
+    from agent.config import parse as parse_config
+    from agent.daemon import Parts, rebuild_parts
+    folder, _ = enrolled
+    shutil.copy(folder / "wake-verifier.npz", tmp_path / "wake-verifier.npz")
+    wake = {"wake": {"model": "hey_jarvis", "verifier": "wake-verifier.npz"}}
+    old = parse_config(wake, tmp_path / "agent.toml")
+    new = parse_config(wake, tmp_path / "agent.toml")
+    verifier = Verifier.load(tmp_path / "wake-verifier.npz")
+    entry = verifier.entries["hey_jarvis"]
+    verifier.entries["hey_jarvis"] = type(entry)(entry.weights, entry.bias + 1.0, entry.mean, entry.scale,
+                                                 entry.model_digest, 7)
+    verifier.save(tmp_path / "wake-verifier.npz")  # enroll again, 7 clips this time
+    parts = Parts()
+    try:
+        built = rebuild_parts(old, new, parts, lambda event: None)
+        assert built["detector"].verifier.entries["hey_jarvis"].positives == 7
+    finally:
+        parts.close()
