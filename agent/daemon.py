@@ -236,9 +236,17 @@ def build_conversation(config: Config, parts: Parts, *, api_key: str | None = No
     conversation.buttons = parts.add(open_buttons(s.button, conversation.on_button, parts.on_volume))
     conversation.timers = bridge.timers
     conversation.toolbox = parts.add(Toolbox(s.tools, bridge, config.resolve, builtins=s.toolbox.builtins))
+    conversation.assistant = _offline_assistant(config, conversation.toolbox, bridge)
     faults.report("trigger", *_trigger_state(conversation, trigger_on_start))
     faults.attach(conversation.post)
     return conversation
+
+
+def _offline_assistant(config: Config, toolbox, bridge: DeviceBridge):
+    """What answers while the service is unreachable; it loads its recogniser only then."""
+    from agent.offline.assistant import OfflineAssistant
+
+    return OfflineAssistant(config.settings.offline, toolbox, bridge.timers, base_dir=config.base_dir)
 
 
 def rebuild_parts(old: Config, new: Config, parts: Parts, on_button: Callable, *,
@@ -256,13 +264,17 @@ def rebuild_parts(old: Config, new: Config, parts: Parts, on_button: Callable, *
     s = new.settings
     built = {"earcons": load_earcons(s.sounds, new.resolve),
              "toolbox": Toolbox(s.tools, parts.bridge, new.resolve, builtins=s.toolbox.builtins)}
-    if s.wake != old.settings.wake or s.wake.verifier:  # a re-enrolled verifier keeps its name
-        try:
+    try:
+        if s.wake != old.settings.wake or s.wake.verifier:  # a re-enrolled verifier keeps its name
             with native_chatter_hidden():
                 built["detector"] = open_detector(s.wake, base_dir=new.base_dir)
-        except BaseException:
-            built["toolbox"].close()
-            raise
+        if s.offline != old.settings.offline:  # e.g. a Piper voice file that is not there
+            built["assistant"] = _offline_assistant(new, built["toolbox"], parts.bridge)
+    except BaseException:
+        for part in built.values():
+            if hasattr(part, "close"):
+                part.close()
+        raise
     for part in built.values():
         parts.add(part)  # closed at exit even if the loop never swaps it in
     if s.leds != old.settings.leds:

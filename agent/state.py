@@ -7,6 +7,7 @@ class State(str, Enum):
     """Where the speaker is in a conversation."""
 
     IDLE = "idle"                  # waiting for the wake word or the button; no socket open
+    OFFLINE = "offline"            # waiting; the service cannot be reached, answers come from the device
     CONNECTING = "connecting"      # triggered; opening the session, buffering the microphone
     LISTENING = "listening"        # streaming the microphone to the server
     THINKING = "thinking"          # the user's turn ended; waiting for the reply (or a tool runs)

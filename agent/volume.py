@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 FILE_NAME = "volume"
 # No session open: a tick at the new level talks over nobody (in a session the reply is the cue).
-QUIET_STATES = (State.IDLE, State.MUTED, State.ERROR)
+QUIET_STATES = (State.IDLE, State.OFFLINE, State.MUTED, State.ERROR)
 
 
 class VolumeStore:

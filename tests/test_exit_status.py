@@ -13,6 +13,7 @@ import pytest
 from agent.audio.base import SAMPLE_RATE
 from agent.demo import user_audio, write_wav
 from agent.devserver import DevServer
+from agent.offline.answers import OFFLINE_SENTENCE
 from harness import KEY, file_config
 
 pytestmark = pytest.mark.slow
@@ -52,12 +53,14 @@ def test_a_refused_key_exits_78(tmp_path):
     assert "refused the API key" in r.stderr and KEY not in r.stderr + r.stdout
 
 
-def test_a_server_that_never_answers_ends_the_run_with_a_failed_turn(tmp_path):
-    """Nothing listens and the input ends while the daemon retries: it gives the turn up after
-    reconnect.buffer_s, says so, and exits 1 (it does not retry for ever)."""
+def test_a_server_that_cannot_be_reached_ends_the_run_with_the_offline_sentence_and_1(tmp_path):
+    """Nothing listens: the turn is answered on the device at once (no retrying for
+    reconnect.buffer_s); silence asks for nothing it can do there, so it says it is offline, and
+    the run exits 1 (it does not retry for ever)."""
     write_wav(tmp_path / "in.wav", np.zeros(SAMPLE_RATE, np.int16))
-    file_config(tmp_path, f"ws://127.0.0.1:{_closed_port()}/v1/realtime", '[reconnect]\nbuffer_s = 2.0\n')
+    file_config(tmp_path, f"ws://127.0.0.1:{_closed_port()}/v1/realtime", '[reconnect]\nbuffer_s = 20.0\n')
     r = _run(tmp_path, timeout=30)
     assert r.returncode == 1, r.stderr
-    assert "turn dropped" in r.stderr and "refused the connection" in r.stderr
+    assert "refused the connection" in r.stderr and "turn dropped" not in r.stderr
     assert "never connected" in r.stderr  # the summary counts no open time for it
+    assert f"assistant (offline): {OFFLINE_SENTENCE}" in r.stderr

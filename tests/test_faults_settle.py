@@ -24,10 +24,11 @@ def silence(seconds: float, seed: int = 3) -> np.ndarray:
 
 
 def test_outage_longer_than_the_buffer_drops_the_turn_then_the_next_conversation_works(tmp_path):
-    """Past reconnect.buffer_s the turn is dropped with the error earcon, back to IDLE; once the
-    server is back the next trigger holds a whole conversation."""
+    """Past reconnect.buffer_s the turn is dropped with the error earcon; the speaker waits in
+    OFFLINE (nothing listens: the service cannot be reached); once the server is back its probe
+    finds it (IDLE) and the next trigger holds a whole conversation."""
     tone = (np.sin(np.arange(4800) * 2 * np.pi * 1000 / SAMPLE_RATE) * 8000).astype(np.int16)
-    pcm = dithered(np.concatenate([np.zeros(int(4.0 * SAMPLE_RATE), np.int16),
+    pcm = dithered(np.concatenate([np.zeros(int(6.0 * SAMPLE_RATE), np.int16),
                                    user_audio([(0.2, "Hello.")], trailing_s=3.0)]))
     with DevServer(api_key=KEY, script=SHORT) as server, FaultProxy(server.port) as proxy:
         run = Run(tmp_path, proxy, pcm, session={"follow_up_s": 1.0},
@@ -41,11 +42,12 @@ def test_outage_longer_than_the_buffer_drops_the_turn_then_the_next_conversation
             proxy.refuse()
             proxy.cut()
             dropped = watch.wait(State.RECONNECTING)
-            idle = watch.wait(State.IDLE, after=dropped.at, timeout=5)
-            assert 0.9 <= idle.at - dropped.at <= 1.6
-            assert idle.frames - dropped.frames == 51  # the bound is 1 s of 20 ms frames, and one over
+            offline = watch.wait(State.OFFLINE, after=dropped.at, timeout=5)
+            assert 0.9 <= offline.at - dropped.at <= 1.6
+            assert offline.frames - dropped.frames == 51  # the bound is 1 s of 20 ms frames, and one over
             proxy.listen()
-            time.sleep(max(0.0, watch.marks[0].at + 3.2 - time.monotonic()))
+            watch.wait(State.IDLE, after=offline.at, timeout=10)  # the first probe, 2 s after the drop
+            time.sleep(max(0.0, watch.marks[0].at + 5.2 - time.monotonic()))
             run.conversation.trigger("button")
             run.join(30)
     assert run.conversation.counters["dropped_turns"] == 1

@@ -17,6 +17,7 @@ def failure(cause: BaseException | None = None, **kw) -> ConnectionFailed:
 
 
 @pytest.mark.parametrize("cause", [socket.gaierror(-3, "Temporary failure in name resolution"),
+                                   websocket.WebSocketAddressException(socket.gaierror(-2, "no name")),
                                    ConnectionRefusedError(111, "refused"), TimeoutError(),
                                    OSError(101, "Network is unreachable"),
                                    websocket.WebSocketTimeoutException("timed out"),
@@ -84,3 +85,14 @@ def test_probe_answers_for_a_listening_port_and_names_a_closed_one():
         port = server.getsockname()[1]
         assert probe(f"ws://127.0.0.1:{port}/v1/realtime", timeout=2) is None
     assert probe(f"ws://127.0.0.1:{port}/v1/realtime", timeout=2) == f"nothing answers at 127.0.0.1:{port}"
+
+
+def test_failures_while_down_do_not_postpone_the_next_check():
+    """A conversation's reconnects failing again and again while down: the first check still comes
+    FIRST_CHECK_S after the link went down (only failed checks back off)."""
+    h = LinkHealth(check_interval_s=30)
+    h.failed(failure(ConnectionRefusedError()), now=0)
+    for t in (0.3, 0.9, 1.5, 1.9):
+        h.failed(failure(ConnectionRefusedError()), now=t)
+    h.failed(failure(), now=1.95)  # a failure that cannot tell: while down, no extra check
+    assert h.down and h.check_due(FIRST_CHECK_S) and not h.check_due(FIRST_CHECK_S - 0.01)

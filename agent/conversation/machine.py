@@ -24,6 +24,7 @@ from agent.audio.base import Microphone, Speaker
 from agent.config import Config
 from agent.conversation.link import SessionLink
 from agent.conversation.loop import Inbox
+from agent.conversation.offline import WAITING, OfflineSide
 from agent.conversation.reply import ReplyAudio, Words
 from agent.conversation.server_side import INPUT_END_GRACE_S, THINKING_TIMEOUT_S, ServerSide
 from agent.conversation.router import FrameRouter
@@ -47,12 +48,12 @@ class Reopen:
     open: Callable[[], Any]
 
 
-class Conversation(Inbox, ServerSide):
+class Conversation(Inbox, ServerSide, OfflineSide):
     """The state machine of the speaker, run on its own thread by `run()`."""
 
     def __init__(self, config: Config, *, api_key: str, mic: Microphone, speaker: Speaker,
                  detector=None, lights=None, toolbox=None, timers=None, earcons: dict | None = None,
-                 echo=None, voice=None,
+                 echo=None, voice=None, assistant=None,
                  watchdog=None, on_state: Callable[[State, str], None] | None = None,
                  on_event: Callable[[str, dict], None] | None = None,
                  trigger_on_start: bool = False,
@@ -74,11 +75,14 @@ class Conversation(Inbox, ServerSide):
         self._ratelog = RateLimitedLog(log)
         self.link = SessionLink(config, api_key, self, self.post, clock=clock, connect=connect,
                                 backoff=backoff)
-        self.router = FrameRouter(self.link.send_frame, preroll_ms=s.audio.preroll_ms, echo=echo,
+        self.router = FrameRouter(self._send_frame, preroll_ms=s.audio.preroll_ms, echo=echo,
                                   detector=detector, voice=voice, wake=s.wake,
                                   barge_in=s.echo.barge_in)
         self.tools = ToolRunner(self.post)
+        self.assistant = assistant  # an OfflineAssistant: answers while the service is unreachable
         self.toolbox = toolbox
+        self.health = self._new_health(s.offline.check_interval_s)
+        self._answering = False  # an offline answer is being made on a worker
         self.audio = ReplyAudio(speaker, s.session.output_audio_format)
         self.words = Words()
 
@@ -105,8 +109,9 @@ class Conversation(Inbox, ServerSide):
 
     @config.setter
     def config(self, config: Config) -> None:
-        """A new config reaches the link and the router too."""
+        """A new config reaches the link, the router and the link's health too."""
         self._config = self.link.config = config
+        self.health.interval_s = config.settings.offline.check_interval_s
         self.router.wake = config.settings.wake
         self.router.barge_in = config.settings.echo.barge_in
 
@@ -126,6 +131,8 @@ class Conversation(Inbox, ServerSide):
     @toolbox.setter
     def toolbox(self, toolbox) -> None:
         self.tools.toolbox = self.link.tools = toolbox
+        if self.assistant is not None:
+            self.assistant.toolbox = toolbox
 
     @property
     def counters(self) -> dict[str, int]:
@@ -145,7 +152,8 @@ class Conversation(Inbox, ServerSide):
                     "reload": self._on_reload, "mute": self._on_mute,
                     "end_after_reply": self._on_end_after_reply,
                     "timer_ring": self._on_timer_ring, "timer_quiet": self._on_timer_quiet,
-                    "device": self._on_device, "call": lambda fn: fn()}
+                    "device": self._on_device, "call": lambda fn: fn(),
+                    "offline_answer": self._on_offline_answer, "link_checked": self._on_link_checked}
         try:
             self.run_loop(handlers, lambda: self._wait_s(self._clock()), lambda: self._tick(self._clock()))
         finally:
@@ -242,7 +250,8 @@ class Conversation(Inbox, ServerSide):
         self._mic_ended_at = self._clock()
         log.info("microphone input ended")
         turn = self.turn
-        if self.state is State.LISTENING and turn is not None and (turn.speaking or turn.manual):
+        if self.state is State.LISTENING and turn is not None and \
+                (turn.speaking or turn.manual or turn.offline):
             self._end_turn("input ended")
 
     # -- triggers ----------------------------------------------------------------------------
@@ -256,9 +265,13 @@ class Conversation(Inbox, ServerSide):
         st = self.state
         if after is None:
             after = [] if source == "start of input" else self.router.preroll()
-        if st is State.SPEAKING or (st is State.THINKING and self.link.active_response):
+        if st is State.SPEAKING and self.turn is not None and self.turn.offline:
+            self.speaker.flush()  # an answer made on the device: nothing to tell a server
+            self._counts["barge_ins"] += 1
+            self._start_session(source, after, manual)
+        elif st is State.SPEAKING or (st is State.THINKING and self.link.active_response):
             self._barge_in(source, after, manual)
-        elif st in (State.IDLE, State.ERROR):
+        elif st in WAITING or st is State.ERROR:
             self._start_session(source, after, manual)
         elif st is State.FOLLOW_UP:
             self._begin_turn(source, manual=manual)
@@ -294,10 +307,13 @@ class Conversation(Inbox, ServerSide):
             self.router.clear()
             self._show(State.MUTED, reason)
         elif not muted and self.state is State.MUTED:
-            self._show(State.IDLE, reason)
+            self._wait(reason)
 
     def _end_turn(self, reason: str) -> None:
         """The device ends the user's turn (push-to-talk, or input over): commit and ask."""
+        if self.turn.offline:
+            self._answer_offline(reason)
+            return
         if not self.link.ready:
             return
         self.link.end_turn()
@@ -326,6 +342,9 @@ class Conversation(Inbox, ServerSide):
                         "(fix the key and send SIGHUP to retry now)", source, self._auth_retry_at - now)
             self._earcon("error")
             return
+        if self.health.down and self.assistant is not None:
+            self._start_offline_turn(source, after, manual)
+            return
         self.router.clear()
         self._earcon("wake")
         self._begin_turn(source, manual=manual)
@@ -333,17 +352,21 @@ class Conversation(Inbox, ServerSide):
         self.link.open(manual=manual or self.config.settings.session.turn_detection.mode == "manual",
                        held=after)
 
-    def _end_session(self, reason: str, earcon: str | None = "end", then: State = State.IDLE) -> None:
-        summary = self.link.close(reason)
-        if summary is not None:
-            log.info("session closed (%s): %s", reason, summary)
-            self._tell("session_closed", reason=reason, summary=summary)
+    def _end_session(self, reason: str, earcon: str | None = "end", then: State | None = None) -> None:
+        """Close the session; the speaker waits (IDLE, or OFFLINE) unless `then` says otherwise."""
+        self._close_link(reason)
         self.turn = None
         self._resume_to = None
         self.words = Words()
         self._earcon(earcon)
         if self.state is not State.MUTED:
-            self._show(then, reason)
+            self._show(then, reason) if then is not None else self._wait(reason)
+
+    def _close_link(self, reason: str) -> None:
+        summary = self.link.close(reason)
+        if summary is not None:
+            log.info("session closed (%s): %s", reason, summary)
+            self._tell("session_closed", reason=reason, summary=summary)
 
     def _drop_turn(self, reason: str) -> None:
         log.error("turn dropped: %s", reason)
@@ -358,11 +381,14 @@ class Conversation(Inbox, ServerSide):
         if self._watchdog is not None:
             self._watchdog.kick()
         self.link.tick(now)
+        self._check_link(now)
         st, turn, session = self.state, self.turn, self.config.settings.session
         mic_ended = self._mic_ended_at is not None
         if st is State.SPEAKING and self.link.active_response is None and self.speaker.drained() \
                 and not self.tools.running:
-            if turn is not None and turn.last:
+            if turn is not None and turn.offline:
+                self._offline_done("offline answer spoken")
+            elif turn is not None and turn.last:
                 self._end_session("the user said goodbye")
             else:
                 self._follow_up("reply finished")
@@ -382,8 +408,8 @@ class Conversation(Inbox, ServerSide):
         elif st is State.FOLLOW_UP and self.link.ledger is not None \
                 and now - self.link.ledger.opened_at > session.max_session_min * 60:
             self._end_session("the session reached its maximum length")
-        if mic_ended and self.config.settings.daemon.exit_when_done and self.state in \
-                (State.IDLE, State.ERROR, State.MUTED) and self.speaker.drained():
+        if mic_ended and self.config.settings.daemon.exit_when_done and (self.state in WAITING or
+                self.state in (State.ERROR, State.MUTED)) and self.speaker.drained():
             self._stopping = True
 
     # -- control -----------------------------------------------------------------------------
@@ -424,7 +450,7 @@ class Conversation(Inbox, ServerSide):
             log.info("%s", message)
             self._device_fault = None
             if self.state is State.ERROR and self._clock() >= self._auth_retry_at:
-                self._show(State.IDLE, message)
+                self._wait(message)
 
     def _on_reload(self, config: Config, parts: dict[str, Any] | None = None,
                    api_key: str | None = None) -> None:
@@ -442,7 +468,7 @@ class Conversation(Inbox, ServerSide):
         self._auth_retry_at = 0.0
         log.info("configuration reloaded")
         if self.state is State.ERROR and self._device_fault is None:
-            self._show(State.IDLE, "configuration reloaded")
+            self._wait("configuration reloaded")
 
     def _swap_parts(self, parts: dict[str, Any]) -> None:
         for name, part in parts.items():

@@ -19,7 +19,7 @@ from agent.state import State
 
 SENDING = frozenset({State.LISTENING, State.FOLLOW_UP, State.CONNECTING, State.RECONNECTING})
 """States whose frames go to the link (which holds them while no session is ready)."""
-WAKING = frozenset({State.IDLE, State.ERROR, State.SPEAKING})
+WAKING = frozenset({State.IDLE, State.OFFLINE, State.ERROR, State.SPEAKING})
 """States in which the wake word starts (or interrupts) a turn."""
 
 

@@ -25,6 +25,7 @@ class ServerSide:
 
     def link_ready(self, resumed: bool, redelivered: str | None) -> None:
         """A session is open and configured (and what a drop left owed was sent again)."""
+        self.health.succeeded(self._clock())
         self.audio.restart(self.config.settings.session.output_audio_format)
         if not resumed:
             self._tell("session_opened", host=self.link.conn.host)
@@ -56,6 +57,11 @@ class ServerSide:
             log.debug("ignored server event %s", event.type)
 
     def link_reconnecting(self, failure: ConnectionFailed, delay: float) -> None:
+        self._link_failed(failure)
+        if self.link.active:  # else the service is unreachable and the turn went offline
+            self._retry_link(failure, delay)
+
+    def _retry_link(self, failure: ConnectionFailed, delay: float) -> None:
         log.warning("%s; reconnecting in %.1f s (microphone audio is kept meanwhile)", failure, delay)
         if self.state is not State.RECONNECTING:
             self._resume_to = self.state
@@ -66,6 +72,9 @@ class ServerSide:
         self._show(State.RECONNECTING, str(failure))
 
     def link_gave_up(self, failure: ConnectionFailed, auth: bool) -> None:
+        self._link_failed(failure)
+        if not self.link.active:
+            return  # the turn went offline
         if not auth:
             self._drop_turn(str(failure))
             return

@@ -21,3 +21,5 @@ class Turn:
     """A reply this turn interrupted: its late audio and text are dropped."""
     last: bool = False
     """The user said goodbye: the session ends when this turn's reply has played."""
+    offline: bool = False
+    """The service cannot be reached: the device hears the command and answers it itself."""

@@ -103,9 +103,11 @@ def _light(pattern: str, color: str, led: str) -> LightSettings:
 
 
 # Defaults: idle dark, listening on, thinking blinks, speaking pulses, muted steady red,
-# error blinks fast, reconnecting blinks slowly, a ringing timer blinks fast in yellow.
+# error blinks fast, reconnecting blinks slowly, a ringing timer blinks fast in yellow. Offline
+# (the service unreachable, the device answers) glows dim orange: calm, but not "all is well".
 DEFAULT_LIGHTS: dict[str, LightSettings] = {
     "idle": _light("off", "off", "listening"),
+    "offline": _light("dim", "orange", "error"),
     "connecting": _light("fast_blink", "blue", "listening"),
     "listening": _light("on", "blue", "listening"),
     "thinking": _light("blink", "cyan", "listening"),
@@ -148,8 +150,8 @@ class LedSettings(Section):
     spi_speed_hz: int = Field(8_000_000, ge=100_000, le=32_000_000)
     """apa102: SPI clock in Hz (lower it for long wires)."""
     states: dict[str, LightSettings] = {}
-    """Per state (idle, connecting, listening, thinking, speaking, follow_up, reconnecting, muted, error,
-    ring): a pattern, colour and LED replacing the default for that state."""
+    """Per state (idle, offline, connecting, listening, thinking, speaking, follow_up, reconnecting,
+    muted, error, ring): a pattern, colour and LED replacing the default for that state."""
 
     @field_validator("pins")
     @classmethod

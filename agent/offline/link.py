@@ -44,8 +44,9 @@ def is_unreachable(failure: ConnectionFailed) -> bool | None:
     cause = failure.__cause__
     if isinstance(cause, ssl.SSLError):
         return True  # a captive portal or a proxy answering for the service
-    if isinstance(cause, (OSError, websocket.WebSocketTimeoutException)):
-        return True  # refused, timed out, unreachable, DNS
+    if isinstance(cause, (OSError, websocket.WebSocketTimeoutException,
+                          websocket.WebSocketAddressException)):
+        return True  # refused, timed out, unreachable, DNS (websocket-client wraps the resolver's error)
     return None
 
 
@@ -80,7 +81,8 @@ class LinkHealth:
                  on_change: Callable[[Link, str], None] | None = None):
         self.state = Link.UNKNOWN
         self.reason = ""
-        self._interval = check_interval_s
+        self.interval_s = check_interval_s
+        """The longest wait between checks while the link is down."""
         self._on_change = on_change
         self._next_check: float | None = None
         self._delay = FIRST_CHECK_S
@@ -97,8 +99,8 @@ class LinkHealth:
             self._set(Link.DOWN, str(failure), now)
         elif verdict is False:
             self._set(Link.UP, "the service answered", now)
-        elif not self._checking:
-            self._next_check = now  # a quick check decides
+        elif not self._checking and not self.down:
+            self._next_check = now  # a quick check decides (while down, one is already planned)
         return self.state
 
     def succeeded(self, now: float) -> None:
@@ -119,15 +121,16 @@ class LinkHealth:
         if problem is None:
             self._set(Link.UP, "the service answers again" if self.down else "the service answers", now)
         else:
-            self._set(Link.DOWN, problem, now)
+            self._set(Link.DOWN, problem, now, checked=True)
 
-    def _set(self, state: Link, reason: str, now: float) -> None:
+    def _set(self, state: Link, reason: str, now: float, checked: bool = False) -> None:
         if state is Link.DOWN:
             if self.state is not Link.DOWN:
                 self._delay = FIRST_CHECK_S
-            else:
-                self._delay = min(self._interval, self._delay * 2)
-            self._next_check = now + self._delay
+                self._next_check = now + self._delay
+            elif checked:  # only a failed check backs off: a failed reconnect must not postpone it
+                self._delay = min(self.interval_s, self._delay * 2)
+                self._next_check = now + self._delay
         else:
             self._next_check = None  # up: nothing runs until a session fails again
         changed = state is not self.state

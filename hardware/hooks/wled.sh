@@ -11,6 +11,6 @@ case "$MIRA_STATE" in
   listening|follow_up) json='{"on":true,"seg":[{"fx":0,"col":[[0,0,255]]}]}' ;;
   speaking) json='{"on":true,"seg":[{"fx":2,"col":[[0,255,0]]}]}' ;;
   muted) json='{"on":true,"seg":[{"fx":0,"col":[[255,0,0]]}]}' ;;
-  *) json='{"on":true,"seg":[{"fx":1,"col":[[255,96,0]]}]}' ;;  # reconnecting, error
+  *) json='{"on":true,"seg":[{"fx":1,"col":[[255,96,0]]}]}' ;;  # offline, reconnecting, error
 esac
 exec curl -fsS --max-time 2 -H 'Content-Type: application/json' -d "$json" "$1/json/state" >/dev/null
