@@ -29,6 +29,19 @@ def find(haystack: np.ndarray, needle: np.ndarray) -> int:
     return -1
 
 
+def nothing_lost(haystack: np.ndarray, needle: np.ndarray) -> bool:
+    """needle is in haystack sample for sample, but for digital silence inserted into it (a
+    device that ran dry on a loaded machine plays silence, then goes on): no sample lost."""
+    head = needle[:64]
+    for i in np.flatnonzero(haystack == head[0]):
+        if np.array_equal(haystack[i:i + len(head)], head):
+            window = haystack[i:i + len(needle) + 2 * SAMPLE_RATE]
+            sounding = window[window != 0]
+            wanted = needle[needle != 0]
+            return bool(np.array_equal(sounding[:len(wanted)], wanted))
+    return False
+
+
 def wait_until(cond, timeout: float, step: float = 0.01) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -368,6 +381,48 @@ def pulse_delta_latency(folder: str, rate: int, count: int) -> dict:
             wait_until(lambda: not pending, 1, 0.002)
         spk.close()
         return {"running": running, "rate": spk.rate, "period_s": period, "delays": delays}
+    finally:
+        srv.stop()
+
+
+def pulse_wake(folder: str, count: int, rest_after_s: float = 0.3) -> dict:
+    """A speaker whose stream rests (after rest_after_s idle here, 5 s in the daemon), woken
+    by a delta `count` times, the sink's monitor read meanwhile (as the daemon's microphone
+    does): seconds from play() to the device taking the delta's first sample (a period of
+    silence goes ahead of it: a restarted stream's first ms are lost on PulseAudio), whether
+    the stream rested before each, and whether each delta reached the sink whole (nothing
+    lost; silence inserted by an underrun on a loaded machine aside)."""
+    from agent.audio import playback
+
+    playback.REST_AFTER_S = rest_after_s
+    srv = pulse_server(folder)
+    try:
+        spk = playback.PyAudioSpeaker(AudioSettings(output_rate=24000, volume=100))
+        tap = MonitorTap()
+        running = speaker_running(spk) or spk.resting  # (it may rest before it is seen running)
+        pending: list[float] = []
+        delays: list[float] = []
+
+        def on_played(block):
+            if pending and block.any():
+                delays.append(time.monotonic() - pending.pop())
+
+        spk.buffer.on_played = on_played
+        rested, deltas = [], []
+        for i in range(count):
+            rested.append(wait_until(lambda: spk.resting, rest_after_s + 3))
+            delta = noise(4800, 40 + i, 8000)
+            deltas.append(delta)
+            pending.append(time.monotonic())
+            spk.play(delta, f"wake{i}")
+            wait_until(lambda: not pending and spk.drained(), 3)
+        time.sleep(0.3)
+        spk.close()
+        tap.close()
+        pcm, _ = tap.signal()
+        return {"running": running, "rested": rested, "delays": delays,
+                "whole": [nothing_lost(pcm, d) for d in deltas],
+                "restarts_at_once": spk.restarts_at_once, "period_s": spk.settings.period_ms / 1000}
     finally:
         srv.stop()
 

@@ -66,3 +66,14 @@ def test_hardware_mixer_control_sets_the_sink_volume(tmp_path, monkeypatch):
         assert "100%" not in server.pactl("get-sink-volume", "spk")
         with pytest.raises(AudioDeviceError, match="'NoSuchControl'"):
             AlsaMixer("NoSuchControl").set(50)
+
+
+def test_a_resting_speaker_wakes_for_the_next_delta_and_plays_it_whole(tmp_path):
+    """With nothing to play the speaker's stream rests (here after 0.3 s); each delta then
+    starts it again, the restart runs at once (the sink's monitor is being read, as the
+    daemon's microphone reads it), and no sample of any delta is lost on its way. How
+    soon is a benchmark row (bench_audio: delta-to-device after a rest)."""
+    r = run_scenario("pulse_wake", {}, str(tmp_path), 6)
+    assert r["running"] and all(r["rested"]) and r["restarts_at_once"] is True, r
+    assert len(r["delays"]) == 6 and all(0 <= d < 1.0 for d in r["delays"]), r
+    assert all(r["whole"]), r

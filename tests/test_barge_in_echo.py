@@ -212,6 +212,66 @@ def echo_path(folder: str, volume: int, intruder_volume: int, intruder_at_s: flo
         srv.stop()
 
 
+def replies_after_cuts_and_rests(folder: str, cuts: int) -> dict:
+    """The speaker's stream starts again under the canceller: a long reply is cut after
+    1.2-2 s (the barge-in's flush aborts and restarts the stream), then a whole reply plays
+    with nobody talking; `cuts` times; then nothing plays until the stream rests, and a
+    reply wakes it. Every speech start heard over a whole reply is a self-interruption;
+    ERLE is measured over each whole reply's first second (after its first 100 ms)."""
+    from audio_scenarios import pulse_server, speaker_running
+
+    from agent.audio import playback
+    from agent.audio.settings import AudioSettings
+    from agent.demo import speak
+
+    story = speak(STORY)
+    srv = pulse_server(folder)
+    try:
+        from agent.audio.capture import PyAudioMicrophone
+        from agent.audio.echo import EchoCanceller
+        from agent.audio.vad import VoiceActivity
+
+        spk = playback.PyAudioSpeaker(AudioSettings(output_rate=24000, volume=100))
+        mic = PyAudioMicrophone(AudioSettings(input_rate=24000))
+        out: dict = {"running": speaker_running(spk), "replies": []}
+        canceller = EchoCanceller(spk.reference)
+        loop = _Loop(spk, canceller, VoiceActivity())
+        mic.start(loop.q.put)
+        loop.run_for(0.5)
+
+        def whole_reply(after: str) -> None:
+            fires = len(loop.fires)
+            first = loop.reply(story, f"{after}{len(out['replies'])}")
+            loop.run_for(len(story) / SAMPLE_RATE + 3, until=lambda: not loop.speaking)
+            raw, clean = loop.signals()
+            at = first * FRAME + locate(raw[first * FRAME:first * FRAME + len(story) + SAMPLE_RATE],
+                                        story)
+            second = slice(at + SAMPLE_RATE // 10, at + SAMPLE_RATE)
+            out["replies"].append({"after": after, "fires": len(loop.fires) - fires,
+                                   "erle_first_s_db": db(raw[second]) - db(clean[second])})
+
+        whole_reply("start")
+        rng = np.random.default_rng(0)
+        for i in range(cuts):
+            loop.reply(story, f"cut{i}")
+            loop.run_for(1.2 + 0.8 * rng.random())
+            spk.flush()
+            loop.speaking = False
+            loop.run_for(1.0)
+            whole_reply("barge-in")
+        loop.run_for(playback.REST_AFTER_S + 1.5, until=lambda: spk.resting)
+        out["rested"] = spk.resting
+        loop.run_for(0.5)
+        whole_reply("rest")
+        out["realigns"] = canceller.realigns
+        out["restarts_at_once"] = spk.restarts_at_once
+        mic.stop()
+        spk.close()
+        return out
+    finally:
+        srv.stop()
+
+
 def flush_to_silence(folder: str, count: int) -> dict:
     """Barge-in to silence on the null sink, `count` times: a reply plays, the speaker is
     flushed at a random moment (what _barge_in does first); how long until the device gets
@@ -294,3 +354,19 @@ def test_barge_in_silences_the_device_within_a_period():
     assert r["running"] and len(r["device_ms"]) == 12, r
     assert max(r["device_ms"]) <= 25, r
     assert len(r["sink_ms"]) == 12 and max(r["sink_ms"]) <= 20 + r["latency_ms"] + 90, r
+
+
+@pytest.mark.slow
+@pulse
+def test_no_self_interruption_on_the_reply_after_a_barge_in_or_a_rest():
+    """On the null-sink echo path: three replies cut by a barge-in's flush (the stream aborts
+    and starts again), each followed by a whole reply with nobody talking, then a rest of
+    the speaker's stream and a reply that wakes it: not one speech start is heard over any
+    whole reply, the canceller starts afresh each time the stream ran again, and WebRTC
+    removes >= 25 dB of echo already in each reply's first second."""
+    r = run_child("replies_after_cuts_and_rests", 3, timeout=180)
+    assert r["running"] and r["rested"] and r["restarts_at_once"], r
+    assert [x["after"] for x in r["replies"]] == ["start"] + ["barge-in"] * 3 + ["rest"], r
+    assert all(x["fires"] == 0 for x in r["replies"]), r
+    assert r["realigns"] >= 4, r
+    assert all(x["erle_first_s_db"] >= 25 for x in r["replies"]), r

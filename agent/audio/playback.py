@@ -57,6 +57,8 @@ class PyAudioSpeaker(BufferedSpeaker):
         self._complete = pyaudio.paComplete
         self._underflow_flag = pyaudio.paOutputUnderflow
         self.buffer = PlayoutBuffer(latency=settings.period_ms / 1000)
+        # PulseAudio drops the first few ms a restarted stream plays (up to 10 ms measured)
+        self.buffer.wake_lead = SAMPLE_RATE * settings.period_ms // 1000
         self._volume = settings.volume
         self._mixer = None
         if settings.mixer_control:
@@ -86,6 +88,7 @@ class PyAudioSpeaker(BufferedSpeaker):
     def play(self, pcm: np.ndarray, item_id: str | None = None) -> None:
         if self.buffer.write(pcm, item_id):  # the stream rests: start it for this
             self._keeper.drop_queued(self._restarted)
+            self._keeper.beat()  # (its last call back was before the rest: not a stall)
             self._keeper.resting = False
 
     @property
@@ -131,6 +134,11 @@ class PyAudioSpeaker(BufferedSpeaker):
     # -- the device -------------------------------------------------------------------------
 
     def _open(self):
+        # a new stream (at start, after a loss, around another device's rescan): the echo
+        # canceller must pair afresh, and it runs until it rests
+        self.buffer.reference.cut()
+        self.buffer.running()
+        self._keeper.resting = False
         s = self.settings
         dev = find_device(self._host.devices(), s.output_device, "output",
                           self._host.default_index("output"), "output_device")

@@ -143,6 +143,9 @@ class PlayoutBuffer:
         """flush() calls so far; the device thread compares it to drop its own state."""
         self._idle_since: float | None = None  # when the queue last ran empty (None: it is not)
         self._resting = False
+        self.wake_lead = 0
+        """Samples of silence queued ahead of the first write after a rest (a sound server
+        may swallow the first ms of a stream that starts again)."""
         self._gain = self._target_gain = volume_to_gain(volume)
         self._volume = volume
         self._last = 0  # last sample played, to fade from on a starved read
@@ -192,10 +195,13 @@ class PlayoutBuffer:
                     self.underrun_samples += self._pos - self._starved_at
                 self._starved = None
             if len(samples):
+                woke, self._resting = self._resting, False
+                if woke and self.wake_lead:
+                    self._queue.append([ANONYMOUS, np.zeros(self.wake_lead, np.int16), 0])
+                    self._queued += self.wake_lead
                 self._queue.append([item, samples, 0])
                 self._queued += len(samples)
                 self._idle_since = None
-                woke, self._resting = self._resting, False
         return woke
 
     def flush(self) -> dict[str, int]:
@@ -275,6 +281,11 @@ class PlayoutBuffer:
             self._resting = True
             self.reference.pause()
             return True
+
+    def running(self) -> None:
+        """The device's stream runs (again) by itself: the buffer no longer rests."""
+        with self._lock:
+            self._resting = False
 
     def _finish(self, out: np.ndarray, filled: int) -> None:
         """Gain on the audio, a fade into the silence after it, then the reference taps."""

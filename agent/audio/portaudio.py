@@ -339,8 +339,6 @@ class StreamKeeper:
             pass  # a stream dying now is the watcher's to notice and reopen
 
     def _alive(self) -> bool:
-        if self.resting:
-            return True
         with self._host._lock:  # not between drop_queued's abort and restart, nor in a rescan
             stream = self._stream
             if stream is None:
@@ -349,6 +347,8 @@ class StreamKeeper:
                 active = stream.is_active()
             except OSError:
                 return False
+        if self.resting:  # (read after: a stream is marked resting before it stops)
+            return True
         return active and time.monotonic() - self.last_beat < self._stall
 
     def _tell(self, ok: bool, message: str) -> None:
