@@ -24,7 +24,7 @@ from agent.devserver.script import Call, Entry, Script
 from agent.offline.answers import OFFLINE_SENTENCE
 from agent.offline.listener import available
 from agent.offline.voice import Voice
-from daemon_process import SYSTEMD_ENV
+from daemon_process import SYSTEMD_ENV, Daemon, notify  # noqa: F401 (a fixture)
 from harness import KEY, file_config
 
 pytestmark = [pytest.mark.slow,
@@ -193,3 +193,25 @@ def test_the_link_returns_and_the_next_turn_goes_to_the_server_with_the_offline_
     [output] = session.function_outputs
     [timer] = json.loads(output["output"])["timers"]
     assert timer["label"] == "pasta" and 60 < timer["remaining_s"] < 115  # set ~25 s before
+
+
+def test_status_and_hooks_say_offline(tmp_path, notify):
+    """systemd's STATUS= and a [hooks] program see the state offline, with why."""
+    hook = tmp_path / "hook.sh"
+    hook.write_text('#!/bin/sh\necho "$MIRA_EVENT $MIRA_STATE" >> states.txt\n')
+    hook.chmod(0o755)
+    write_wav(tmp_path / "in.wav", command("Stop.", trailing_s=20.0))
+    path = file_config(tmp_path, f"ws://127.0.0.1:{closed_port()}/v1/realtime",
+                       '[hooks]\nargv = ["./hook.sh"]\nevents = ["state"]\n')
+    daemon = Daemon(tmp_path, path, notify, "--trigger-on-start")
+    try:
+        at = notify.wait("STATUS=offline: *", timeout=30)
+        [(_, status)] = notify.lines("STATUS=offline", at, at + 1)
+        assert "the service cannot be reached: " in status and "127.0.0.1" in status
+        deadline = time.monotonic() + 10
+        while "state offline" not in ((tmp_path / "states.txt").read_text()
+                                      if (tmp_path / "states.txt").exists() else ""):
+            assert time.monotonic() < deadline, daemon.stderr
+            time.sleep(0.05)
+    finally:
+        daemon.stop()

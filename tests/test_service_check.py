@@ -124,14 +124,14 @@ def test_refused_key_fails_with_how_to_store_the_right_one(tmp_path):
 def test_a_listener_that_never_answers_the_handshake_fails_after_the_timeout(tmp_path, listener):
     """TCP is accepted but the WebSocket handshake never answered: a failure naming the timeout."""
     row = check.check_session(server_cfg(tmp_path, f"ws://127.0.0.1:{listener}/v1/realtime", 0.5), KEY)
-    assert row.ok is False and row.detail == "127.0.0.1 did not answer the handshake within 0.5 s"
-    assert "[server] url" in row.fix
+    assert row.ok is False and row.detail == "offline: 127.0.0.1 did not answer the handshake within 0.5 s"
+    assert "[server] url" in row.fix and "answers timers, the time and volume itself" in row.fix
 
 
 def test_a_silent_tls_server_fails_after_the_timeout(tmp_path, listener):
     """wss:// to a listener that never answers the TLS handshake: the TLS stage is named."""
     row = check.check_session(server_cfg(tmp_path, f"wss://127.0.0.1:{listener}/v1/realtime", 0.5), KEY)
-    assert row.ok is False and row.detail == "127.0.0.1 did not answer the TLS handshake within 0.5 s"
+    assert row.ok is False and row.detail == "offline: 127.0.0.1 did not answer the TLS handshake within 0.5 s"
 
 
 def test_untrusted_certificate_fails_and_points_at_the_clock(tmp_path, tls_server):
@@ -148,7 +148,8 @@ def test_server_refusing_is_a_failure_with_its_fix(tmp_path):
     port = s.getsockname()[1]
     s.close()
     row = check.check_session(server_cfg(tmp_path, f"ws://127.0.0.1:{port}"), KEY)
-    assert row.ok is False and "refused the connection" in row.detail and "[server] url" in row.fix
+    assert row.ok is False and row.detail == "offline: 127.0.0.1 refused the connection"
+    assert "[server] url" in row.fix and "answers timers, the time and volume itself" in row.fix
 
 
 def test_no_key_leaves_the_session_unchecked(tmp_path):

@@ -2,6 +2,9 @@
 
     machine.py   Conversation: the states and the transitions the user and the box cause
     server_side.py  ... and those the server causes (link news, server events, tool results)
+    offline.py   ... and those of a service that cannot be reached (the link's health, turns
+                 answered on the device)
+    control.py   ... and what the daemon and the box tell it (reload, devices, timers, stop)
     loop.py      Inbox: what other threads may call (they only post), and the loop serving it
     reply.py     the reply's audio to the speaker, both sides' words to the log and the history
     router.py    FrameRouter: where each microphone frame goes (canceller, pre-roll, wake word,
@@ -11,8 +14,9 @@
     tools.py     ToolRunner: tool calls off the conversation thread
 """
 
+from agent.conversation.control import Reopen
 from agent.conversation.link import Owed, SessionLink, ToolOutcome
-from agent.conversation.machine import Conversation, Reopen
+from agent.conversation.machine import Conversation
 from agent.conversation.router import FrameRouter, Heard
 from agent.conversation.turn import Turn
 

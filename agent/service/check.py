@@ -344,6 +344,7 @@ def service_key(cfg: config_mod.Config) -> str | None:
 
 def check_session(cfg: config_mod.Config, key: str | None) -> CheckRow:
     """Open a real session as the daemon does (subprotocols, key, session.created), then close it."""
+    from agent.offline.link import is_unreachable
     from agent.realtime.client import Closed, RealtimeConnection
     from agent.realtime.retry import Verdict, classify
 
@@ -372,6 +373,9 @@ def check_session(cfg: config_mod.Config, key: str | None) -> CheckRow:
         if classify(failure) is Verdict.AUTH:
             advice = (f"store the right key: sudo systemd/install.sh --key-stdin < key.txt (or write "
                       f"it to {SERVICE_KEY_FILE}, mode 0600), then sudo systemctl reload mira-agent")
+        elif is_unreachable(failure):
+            detail = f"offline: {detail}"
+            advice = f"{advice or 'check [server] url and the network'}; {OFFLINE_MEANWHILE}"
         return CheckRow("server", False, detail, advice or "check [server] url and the network")
     if first.type != "session.created":
         what = getattr(first, "error", None) or getattr(first, "message", "") or first.type
@@ -379,6 +383,36 @@ def check_session(cfg: config_mod.Config, key: str | None) -> CheckRow:
                         "check [server] url and the key")
     return CheckRow("server", True, f"{conn.host}: a session opened and closed in {ms:.0f} ms "
                     "(a check costs about a second of connection time)")
+
+
+OFFLINE_MEANWHILE = "meanwhile the speaker answers timers, the time and volume itself ([offline])"
+
+
+def check_offline(cfg: config_mod.Config) -> CheckRow:
+    """Whether the speaker can answer its offline commands when the service cannot be reached."""
+    from agent.errors import ConfigError
+    from agent.offline.listener import available
+    from agent.offline.voice import Voice
+
+    s = cfg.settings.offline
+    if not s.enabled:
+        return CheckRow("offline", None, "off ([offline] enabled = false): when the service "
+                        "cannot be reached the speaker only says so")
+    if not available():
+        return CheckRow("offline", None, "off: pocketsphinx is not installed (pip install "
+                        "'mira-agent[offline]'); when the service cannot be reached the speaker only says so")
+    try:
+        Voice(s.voice, s.speed_wpm, cfg.base_dir)
+    except ConfigError as e:
+        return CheckRow("offline", False, str(e).split("; ")[0], "; ".join(str(e).split("; ")[1:]))
+    if s.voice.endswith(".onnx"):
+        try:
+            import piper  # noqa: F401
+        except ImportError:
+            return CheckRow("offline", False, f"the Piper voice {s.voice} needs piper-tts",
+                            "pip install piper-tts, or set [offline] voice to an espeak-ng voice")
+    return CheckRow("offline", True, "when the service cannot be reached, timers, the time, "
+                    f"stop, volume and mute are answered on the device (voice {s.voice})")
 
 
 # --- all of it ------------------------------------------------------------------------------
@@ -417,6 +451,7 @@ def run_checks(config_path: str | Path, *, offline: bool = False,
     rows += _guard("trigger", check_trigger, cfg, wake[0], gpio[0])
     rows += _guard("board", check_board, cfg)
     rows += _guard("tools", check_tools, cfg, sandbox)
+    rows += _guard("offline", check_offline, cfg)
     if offline:
         rows.append(CheckRow("server", None, "not checked (--offline)", checked=False))
     else:
