@@ -14,6 +14,8 @@ trigger-level-1 detector at any threshold is then replayed from that list. Besid
 frames go through the VAD-gated detector, and every event must match: same window, same score,
 same frame (so the same detections, at the same time, at any threshold). Negatives go through the
 NS front end (the daemon's default). Workers are spawned: livekit's runtime cannot cross a fork.
+Making the corpus takes about 10 minutes once; a run on the cached corpus took 19 minutes on a
+shared 2-core machine (its two workers about 12 CPU minutes each).
 """
 
 from __future__ import annotations
@@ -342,12 +344,13 @@ def rows() -> list[Row]:
     for o in wc.OWNERS:
         out += _verifier_rows(o, owners[o], owner_res[o], neg, people["NS"])
     for name, value in cpu.items():
-        target, ok = ("<= 0.03", 0 < value <= 0.03) if name == "1 model" else ("-", value > 0)
+        # no target: only an impossible figure (no CPU at all) fails the row
+        target, ok = ("<= 0.03", 0 < value <= 0.03) if name == "1 model" else ("-", None if value > 0 else False)
         if "gate" in name:
             target, ok = "<= 0.008", 0 < value <= 0.008
         out.append(Row(f"idle path CPU s per audio s (24k frame -> soxr -> oww), {name}",
                        f"{value:.4f}", target, ok))
     ns_cpu = sum(r["cpu"]["front"] for r in speech) / sum(r["seconds"] for r in speech)
     out.append(Row("NS front end (echo canceller, idle) CPU s per audio s, on its own",
-                   f"{ns_cpu:.4f}", "-", None))
+                   f"{ns_cpu:.4f}", "-", None if ns_cpu > 0 else False))
     return out
