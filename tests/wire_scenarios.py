@@ -38,7 +38,7 @@ class FaultRound:
     per_session: list[list[int]] = field(default_factory=list)
     """The same, session by session."""
     processed: int = 0
-    """Frames the conversation processed."""
+    """Frames the conversation had processed when it was asked to stop."""
     sessions: int = 0
     errors: int = 0
     """Times the conversation showed ERROR."""
@@ -101,11 +101,11 @@ def every_network_fault(tmp: Path, *, pause_s: float = 0.6) -> FaultRound:
                 ready = watch.wait(State.LISTENING, after=drop.at, timeout=10)
                 out.reasons[name] = drop.reason
                 out.attempts[name] = run.conversation.backoff.attempt
+            out.processed = watch.frames  # frames handled before the stop was asked for
             run.conversation.stop()
             run.join(10)
         out.per_session = [input_frames(record, pcm) for record in server.sessions]
         out.got = [i for frames in out.per_session for i in frames]
-        out.processed = watch.frames
         out.sessions = len([s for s in server.sessions if s.client_events])
         out.errors = run.states.count(State.ERROR)
     return out
