@@ -4,10 +4,10 @@ import shutil
 
 import numpy as np
 import pytest
-from wake_corpus import pink_noise, speech  # noqa: F401 (speech: fixture)
+from wake_corpus import count_steps, pink_noise, speech  # noqa: F401 (speech: fixture)
 
 from agent.audio.base import FRAME_SAMPLES, SAMPLE_RATE
-from agent.wake.gate import VoiceGate, load_vad
+from agent.wake.gate import MAX_STEPS_PER_FRAME, VoiceGate, load_vad
 from agent.wake.openwakeword import OpenWakeWordDetector
 from agent.wake.settings import WakeSettings
 
@@ -42,36 +42,58 @@ def corpus(speech):
 
 
 def events(audio: np.ndarray, *, gated: bool, threshold: float, refractory_s: float):
-    """Every detection as (model, score, stream position, frame), and the share of steps the model ran."""
+    """Every detection as (model, score, stream position, frame), the share of steps the model
+    ran, and the most model steps one process() call ran (counted at the model, not timed)."""
     with OpenWakeWordDetector("hey_jarvis", threshold=threshold, refractory_s=refractory_s,
                               vad_gate=gated) as detector:
         assert detector.gated == gated
-        hits = []
+        ran = count_steps(detector)
+        hits, most = [], 0
         for i in range(0, len(audio) - FRAME_SAMPLES + 1, FRAME_SAMPLES):
+            ran[0] = 0
             hit = detector.process(audio[i:i + FRAME_SAMPLES])
+            most = max(most, ran[0])
             if hit is not None:
                 hits.append((hit.model, hit.score, hit.sample_offset, hit.frame_index))
         gate = detector._gate
         share = gate.steps_run / gate.steps_seen if gate is not None else 1.0
-    return hits, share
+    return hits, share, most
+
+
+def same_detections(plain, gated, catch_up_frames: int) -> None:
+    """Same model, score and stream position, in the same order; each reported on its own frame or,
+    if the model computed it while catching up, fewer than catch_up_frames frames later."""
+    assert [h[:3] for h in gated] == [h[:3] for h in plain]
+    late = [g[3] - p[3] for p, g in zip(plain, gated)]
+    assert all(0 <= d < catch_up_frames for d in late), late
 
 
 def test_gated_and_ungated_detections_are_identical_on_a_corpus(corpus):
     """At the default threshold the gate changes no detection: same model, score, position and frame."""
-    plain, _ = events(corpus, gated=False, threshold=0.5, refractory_s=2.0)
-    gated, _ = events(corpus, gated=True, threshold=0.5, refractory_s=2.0)
+    plain, _, _ = events(corpus, gated=False, threshold=0.5, refractory_s=2.0)
+    gated, _, _ = events(corpus, gated=True, threshold=0.5, refractory_s=2.0)
     assert len(plain) >= 4  # the wake words in the corpus are heard
     assert gated == plain
 
 
 def test_every_score_the_model_reaches_is_the_same_with_the_gate(corpus):
     """Each 80 ms window scoring over 0.01 scores the same, bit for bit, gated or not (any threshold
-    gives the same detections), while the gated model sleeps through the pauses."""
-    plain, _ = events(corpus, gated=False, threshold=0.01, refractory_s=0.0)
-    gated, share = events(corpus, gated=True, threshold=0.01, refractory_s=0.0)
+    gives the same detections), reported at most a catch-up later, while the gated model sleeps
+    through the pauses."""
+    plain, _, _ = events(corpus, gated=False, threshold=0.01, refractory_s=0.0)
+    gated, share, _ = events(corpus, gated=True, threshold=0.01, refractory_s=0.0)
     assert len(plain) > 20
-    assert gated == plain
+    same_detections(plain, gated, VoiceGate(None, step_samples=1280, context_steps=26).catch_up_frames)
     assert share < 0.9  # it slept through the pauses (replays included, it ran on under 90 % of the steps)
+
+
+def test_no_frame_runs_more_than_a_few_model_steps_when_the_voice_starts(corpus):
+    """The replay of up to 33 steps when a voice starts after a pause is spread over the frames that
+    follow: no process() call runs the model more than MAX_STEPS_PER_FRAME times (counted)."""
+    _, _, plain_most = events(corpus, gated=False, threshold=0.5, refractory_s=2.0)
+    _, _, gated_most = events(corpus, gated=True, threshold=0.5, refractory_s=2.0)
+    assert plain_most == 1  # one 80 ms step every 4 frames
+    assert gated_most == MAX_STEPS_PER_FRAME  # the replays ran, a bounded share at a time
 
 
 def test_in_a_quiet_room_the_gated_model_hardly_runs():
@@ -91,25 +113,69 @@ def test_in_a_quiet_room_the_gated_model_hardly_runs():
     assert gate.steps_seen - seen >= 120 and share < 0.05
 
 
+class Scripted:
+    """webrtcvad's interface: voice in the steps listed (each step's samples hold its index)."""
+
+    def __init__(self, voiced):
+        self.voiced = voiced
+
+    def is_speech(self, chunk, rate):
+        return int(np.frombuffer(chunk, np.int16)[0]) in self.voiced
+
+
 def test_a_replayed_step_counts_only_when_its_whole_context_was_replayed():
     """After a pause longer than the ring, the oldest context - 1 replayed steps are marked as not counting."""
-
-    class Scripted:  # webrtcvad's interface: voice in the steps listed (each step holds its index)
-        def __init__(self, voiced):
-            self.voiced = voiced
-
-        def is_speech(self, chunk, rate):
-            return int(np.frombuffer(chunk, np.int16)[0]) in self.voiced
-
     step = 1280
-    gate = VoiceGate(Scripted({0, 40}), step_samples=step, context_steps=3, ring_steps=8)
-    runs = [gate.admit(i, np.full(step, i, np.int16)) for i in range(41)]
+    gate = VoiceGate(Scripted({0, 40}), step_samples=step, context_steps=3, ring_steps=8, per_frame=100)
+    runs = []
+    for i in range(41):
+        gate.admit(i, np.full(step, i, np.int16))
+        runs.append(gate.take())
     # step 0's voiced chunks stay in the 10-chunk window through step 2; then the context of 3 steps
-    assert [len(r) for r in runs[:6]] == [1] * 6 and runs[6] == ()
+    assert [len(r) for r in runs[:6]] == [1] * 6 and runs[6] == []
     replay = runs[40]
     assert [i for i, _, _ in replay] == list(range(32, 41))
     assert [counts for _, _, counts in replay] == [False, False] + [True] * 7
     assert all(int(pcm[0]) == i for i, pcm, _ in replay)  # the ring kept each step's own samples
+
+
+def test_the_replay_is_caught_up_in_bounded_steps_per_frame_and_then_runs_in_step():
+    """A voice after a long pause: every step since the pause (the ring's 32 and the waking one) runs
+    once, in stream order, at most 2 a frame, all within catch_up_frames frames of the wake; after
+    that each new step runs on the frame that brought it."""
+    step, frames_per_step = 1280, 4
+    gate = VoiceGate(Scripted(set(range(100, 140))), step_samples=step, context_steps=26)
+    assert gate.catch_up_frames == 19  # the docstring's 360 ms: 18 frames after the waking one
+    ran: list[tuple[int, int]] = []  # (frame, stream index)
+    for frame in range(200 * frames_per_step):
+        if frame % frames_per_step == 0:
+            i = frame // frames_per_step
+            gate.admit(i, np.full(step, i, np.int16))
+        taken = gate.take()
+        assert len(taken) <= MAX_STEPS_PER_FRAME
+        assert all(int(pcm[0]) == i for i, pcm, _ in taken)
+        ran += [(frame, i) for i, _, _ in taken]
+    wake = 100 * frames_per_step
+    # the last voiced step is 139, the window of 10 chunks still holds 3 of them in step 141's
+    # first chunk; then the model runs its context of 26 steps
+    assert [i for _, i in ran] == list(range(100 - 32, 141 + 26 + 1))
+    assert ran[0][0] == wake and max(f for f, i in ran if i <= 100) < wake + gate.catch_up_frames
+    caught = [(f, i) for f, i in ran if f >= wake + gate.catch_up_frames]
+    assert caught and all(f == i * frames_per_step for f, i in caught)
+    assert gate.steps_run == len(ran)
+
+
+def test_a_reset_drops_the_replay_still_to_run():
+    """A reset while the model catches up: nothing of the old stream runs after it."""
+    step = 1280
+    gate = VoiceGate(Scripted({40}), step_samples=step, context_steps=26)
+    for i in range(41):
+        gate.admit(i, np.full(step, i, np.int16))
+    assert len(gate.take()) == MAX_STEPS_PER_FRAME
+    gate.reset()
+    assert gate.take(frames=100) == []
+    gate.admit(0, np.full(step, 40, np.int16))  # voiced: runs at once, and counts
+    assert [(i, counts) for i, _, counts in gate.take()] == [(0, True)]
 
 
 def test_the_setting_turns_the_gate_on_by_default_and_off_when_asked():

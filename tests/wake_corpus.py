@@ -76,3 +76,15 @@ def feed(detector, audio: np.ndarray, frame: int = FRAME_SAMPLES) -> list[Detect
     return hits
 
 
+def count_steps(detector) -> list[int]:
+    """Count the engine steps the detector runs, at the engine: [0] grows by one a step (set it to
+    0 before a process() call to count that call's)."""
+    ran = [0]
+    step_engine = detector._step_engine
+
+    def counted(pcm):
+        ran[0] += 1
+        return step_engine(pcm)
+
+    detector._step_engine = counted
+    return ran

@@ -149,13 +149,16 @@ class WakeDetector(ABC):
                     if found is not None and hit is None:
                         hit = self._fire(index, *found)
                 else:
-                    for i, pcm, counts in self._gate.admit(index, step):
-                        found = self._step_engine(pcm)
-                        if found is not None and counts and hit is None:
-                            hit = self._fire(i, *found)
+                    self._gate.admit(index, step)
                 rest = self._npending - self._step
                 self._pending[:rest] = self._pending[self._step:self._npending]
                 self._npending = rest
+            if self._gate is not None:
+                # a bounded share of the replay per frame: see agent.wake.gate
+                for i, pcm, counts in self._gate.take(-(-len(frame) // FRAME_SAMPLES)):
+                    found = self._step_engine(pcm)
+                    if found is not None and counts and hit is None:
+                        hit = self._fire(i, *found)
             return hit
 
     def _new_resampler(self) -> soxr.ResampleStream:
