@@ -17,13 +17,17 @@ function of its last `context` steps only (fixed-size windows, no recurrence), s
 
 The replay is spread over the frames that follow: each process() call (one 20 ms frame) runs at
 most MAX_STEPS_PER_FRAME model steps, oldest first, so the conversation thread that feeds the
-microphone never stalls for a whole replay (33 steps: 0.5-0.7 s on a loaded 2-core x86, several
-times more on a Pi 3). With 2 steps a frame against one new step every 4 frames, a full ring is
-caught up on the 19th frame after the one that woke the model (CATCH_UP_FRAMES - 1 = 18 frames,
-360 ms later) and the model runs in step with the stream again. A detection comes from the same
-step at the same stream position with the same score as without the gate; a step's detection is
-reported on the frame whose call ran it: on its own frame once caught up, at most 360 ms later
-while catching up (only in the first 0.4 s after the voice starts, before a wake word is over).
+microphone never stalls for a whole replay (33 steps in one call: 0.5-0.7 s on a loaded 2-core
+x86, several times more on a Pi 3). With 2 steps a frame against one new step every 4 frames, a
+full ring is caught up on the 19th frame counted from the one that woke the model
+(VoiceGate.catch_up_frames), and from then on each step runs on the frame that completes it.
+
+A detection comes from the same step at the same stream position with the same score as without
+the gate. It is reported on the frame whose call ran its step: a step of the replay (computed
+before the stream was caught up) at most 18 frames (360 ms) after the frame that woke the model,
+or after its own frame if that came later; every other step on its own frame, as without the
+gate. A wake word that wakes the gate lasts longer than the catch-up, so its detection is
+normally on time; bench_wake counts and measures the late ones.
 
 Turn it on or off with `[wake] vad_gate = true | false` (on by default); in code,
 OpenWakeWordDetector(..., vad_gate=False) runs the model on every step.
