@@ -65,7 +65,8 @@ def _noise_suppressor():
 def scan(stream: np.ndarray, front: str, gated: bool) -> dict:
     """Every event (position, score, frame) over FLOOR, the windows of those over WINDOW_FLOOR,
     the gated detector's events, CPU seconds of the front end and of each detector, and the gated
-    detector's most model steps in one process() call and longest calls (ms) beside the plain one's."""
+    detector's most model steps in one process() call and its longest calls (ms: the calling
+    thread's CPU time, which other processes do not inflate, and wall clock) beside the plain one's."""
     plain = _detector()
     gate = _detector(vad_gate=True) if gated else None
     ns = _noise_suppressor() if front == "NS" else None
@@ -73,25 +74,27 @@ def scan(stream: np.ndarray, front: str, gated: bool) -> dict:
     cpu = {"front": 0.0, "plain": 0.0, "gated": 0.0}
     ran = count_steps(gate) if gate is not None else [0]
     most = 0
-    longest = {"plain": 0.0, "gated": 0.0}
+    longest = {"plain": 0.0, "gated": 0.0, "plain wall": 0.0, "gated wall": 0.0}
     for k, i in enumerate(range(0, len(stream) - FRAME + 1, FRAME)):
         frame = stream[i:i + FRAME]
         if ns is not None:
             t0 = time.process_time()
             frame = ns.process(frame)
             cpu["front"] += time.process_time() - t0
-        t0, w0 = time.process_time(), time.perf_counter()
+        t0, c0, w0 = time.process_time(), time.thread_time(), time.perf_counter()
         hit = plain.process(frame)
-        longest["plain"] = max(longest["plain"], time.perf_counter() - w0)
+        longest["plain wall"] = max(longest["plain wall"], time.perf_counter() - w0)
+        longest["plain"] = max(longest["plain"], time.thread_time() - c0)
         cpu["plain"] += time.process_time() - t0
         if hit is not None:
             events.append((hit.sample_offset, hit.score, k))
             windows.append(plain.window(MODEL) if hit.score > WINDOW_FLOOR else None)
         if gate is not None:
             ran[0] = 0
-            t0, w0 = time.process_time(), time.perf_counter()
+            t0, c0, w0 = time.process_time(), time.thread_time(), time.perf_counter()
             hit = gate.process(frame)
-            longest["gated"] = max(longest["gated"], time.perf_counter() - w0)
+            longest["gated wall"] = max(longest["gated wall"], time.perf_counter() - w0)
+            longest["gated"] = max(longest["gated"], time.thread_time() - c0)
             cpu["gated"] += time.process_time() - t0
             most = max(most, ran[0])
             if hit is not None:
@@ -286,8 +289,14 @@ def _gate_rows(scanned: list[dict]) -> list[Row]:
     bound_ms = (scanned[0]["catch_up_frames"] - 1) * FRAME * 1000 // RATE
     late_ms = [d * FRAME * 1000 / RATE for d in late]
     most = max(r["most_steps"] for r in scanned)
-    plain_ms = [r["longest_ms"]["plain"] for r in scanned]
-    gated_ms = [r["longest_ms"]["gated"] for r in scanned]
+    longest = {k: [r["longest_ms"][k] for r in scanned] for k in scanned[0]["longest_ms"]}
+
+    def spread(name: str) -> str:
+        return f"{median(longest[name]):.1f} / {max(longest[name]):.1f} ms"
+
+    def real(name: str) -> bool | None:  # no target: only an impossible figure fails
+        return None if min(longest[name]) > 0 else False
+
     return [Row(f"VAD gate: windows over {FLOOR} scored differently than ungated, of {total} in "
                 f"{hours:.2f} h (whole corpus)", f"{differ}", "0", differ == 0),
             Row("VAD gate: of those, reported on a later frame than ungated: count; most ms later "
@@ -295,12 +304,14 @@ def _gate_rows(scanned: list[dict]) -> list[Row]:
                 f"<= {bound_ms} ms", all(0 < d <= bound_ms for d in late_ms)),
             Row(f"VAD gate: most model steps in one 20 ms frame ({len(scanned)} streams)", f"{most}",
                 f"<= {MAX_STEPS_PER_FRAME}", 1 <= most <= MAX_STEPS_PER_FRAME),
-            Row(f"VAD gate: longest process() call per stream, median / worst of {len(scanned)} "
-                f"(wall clock; shared machine)", f"{median(gated_ms):.1f} / {max(gated_ms):.1f} ms",
-                "median <= 20 ms", 0 < median(gated_ms) <= 20),
-            Row("  the same, ungated (one model step a call)",
-                f"{median(plain_ms):.1f} / {max(plain_ms):.1f} ms", "-",
-                None if min(plain_ms) > 0 else False)]
+            # within its own frame's 20 ms the loop keeps pace with the microphone
+            Row(f"VAD gate: longest process() call per stream, thread CPU, median / worst of "
+                f"{len(scanned)}", spread("gated"), "median <= 20 ms",
+                0 < median(longest["gated"]) <= 20),
+            Row("  the same, ungated (one model step a call)", spread("plain"), "-", real("plain")),
+            Row("  the same, wall clock (a shared machine's preemption included), gated", spread("gated wall"),
+                "-", real("gated wall")),
+            Row("  the same, wall clock, ungated", spread("plain wall"), "-", real("plain wall"))]
 
 
 def _verifier_rows(owner: str, arrays: dict, owner_result: dict, neg: list[dict], people: list[dict]) -> list[Row]:
