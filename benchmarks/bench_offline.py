@@ -19,10 +19,10 @@ import numpy as np
 from agent.audio.base import FRAME_SAMPLES, SAMPLE_RATE
 from agent.daemon import DeviceBridge
 from agent.audio.wavfile import WavSpeaker
-from agent.offline.assistant import OfflineAssistant
+from agent.offline.assistant import OfflineAssistant, understood
 from agent.offline.grammar import LABELS, TEENS, TENS, UNITS
 from agent.offline.intents import understand
-from agent.offline.listener import CommandListener
+from agent.offline.listener import CommandListener, Heard
 from agent.offline.settings import OfflineSettings
 from agent.speech import espeak
 from agent.tools.toolbox import Toolbox
@@ -93,8 +93,8 @@ def corpus() -> list[tuple[str, np.ndarray, int]]:
     return out
 
 
-def _listen(listener: CommandListener, audio: np.ndarray) -> tuple[str, int, float]:
-    """(heard, samples fed until the end was decided, CPU seconds)."""
+def _listen(listener: CommandListener, audio: np.ndarray) -> tuple[Heard, int, float]:
+    """(heard, samples fed until the end was decided, CPU seconds of hearing and recognising)."""
     listener.begin()
     t0, fed = time.process_time(), 0
     for i in range(0, len(audio), FRAME_SAMPLES):
@@ -102,7 +102,7 @@ def _listen(listener: CommandListener, audio: np.ndarray) -> tuple[str, int, flo
         if listener.feed(audio[i:i + FRAME_SAMPLES]):
             break
     heard = listener.finish()
-    return heard.text, fed, time.process_time() - t0
+    return heard, fed, time.process_time() - t0
 
 
 def rows() -> list[Row]:
@@ -115,11 +115,12 @@ def rows() -> list[Row]:
         cpu, audio_s = cpu + spent, audio_s + fed / SAMPLE_RATE
         if understand(text) is None:
             others += 1
-            refused += understand(heard) is None
+            refused += understood(heard) is None
         else:
             commands += 1
-            right += understand(heard) == understand(text)
+            right += understood(heard) == understand(text)
     latency = _latencies(items[:24])
+    started, ticks_per_s, per_tick_s = _idle_online()
     return [
         Row(f"command recognised ({commands} phrasings, 4 voices, 10 dB noise)",
             f"{100 * right / commands:.1f} %", ">= 90 %", right / commands >= 0.9),
@@ -129,7 +130,80 @@ def rows() -> list[Row]:
             "<= 1000 ms", 0 < median(latency) <= 1.0),
         Row("recogniser CPU per audio second", f"{cpu / audio_s:.3f} s/s", "<= 0.25",
             0 < cpu / audio_s <= 0.25),
+        Row(f"idle online {IDLE_S:g} s: offline threads, probes, recogniser loads", started, "none",
+            started == "none"),
+        Row(f"idle online: CPU of the offline wiring ({ticks_per_s:.0f} ticks/s x link check)",
+            f"{ticks_per_s * per_tick_s:.6f} s/s", "<= 0.0001",
+            0 < ticks_per_s * per_tick_s <= 0.0001),
     ]
+
+
+IDLE_S = 5.0
+OFFLINE_THREADS = ("offline-load", "link-check", "offline-answer")
+
+
+def _idle_online() -> tuple[str, float, float]:
+    """The daemon's conversation idle on the file backend (real-time silence, no wake word) with the
+    project's server reachable: what of the offline part ran (threads seen, probes, a loaded
+    recogniser), the loop's ticks per second, and the cost of the one thing it adds to each tick
+    (the link-check deadline test), timed over many calls."""
+    import threading
+
+    from agent import config as config_mod
+    from agent.daemon import Parts, build_conversation
+    from agent.demo import write_wav
+    from agent.devserver import DevServer
+    from pathlib import Path
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-offline-idle-"))
+    write_wav(folder / "in.wav", np.zeros(int((IDLE_S + 2) * SAMPLE_RATE), np.int16))
+    seen: set[str] = set()
+    ticks = 0
+    with DevServer(api_key="sk-bench") as server:
+        config = config_mod.parse({
+            "server": {"url": server.url},
+            "audio": {"backend": "file", "input_file": str(folder / "in.wav"),
+                      "output_file": str(folder / "out.wav"), "realtime": True},
+            "wake": {"engine": "none"}}, folder / "agent.toml")
+        parts = Parts()
+        conversation = build_conversation(config, parts, api_key="sk-bench", trigger_on_start=True)
+        tick = conversation._tick
+
+        def counted(now: float) -> None:
+            nonlocal ticks
+            ticks += 1
+            tick(now)
+
+        conversation._tick = counted
+        thread = threading.Thread(target=conversation.run, daemon=True)
+        try:
+            thread.start()
+            # One session first (the link is then known up), then idle: nothing of offline runs.
+            deadline = time.monotonic() + 30
+            while conversation.state.value != "idle" or not server.sessions:
+                assert time.monotonic() < deadline, "the bench's conversation never went idle"
+                time.sleep(0.02)
+            ticks, t0 = 0, time.monotonic()
+            while time.monotonic() - t0 < IDLE_S:
+                seen |= {t.name for t in threading.enumerate() if t.name in OFFLINE_THREADS}
+                time.sleep(0.02)
+            ticks_per_s = ticks / (time.monotonic() - t0)
+            assistant, health = conversation.assistant, conversation.health
+            loaded = assistant._listener is not None or assistant._loading is not None
+            checks = health.check_due(float("inf"))
+            now, n = time.monotonic(), 200_000
+            c0 = time.perf_counter()
+            for _ in range(n):
+                conversation._check_link(now)
+            per_tick = (time.perf_counter() - c0) / n
+        finally:
+            conversation.stop()
+            thread.join(10)
+            parts.close()
+            shutil.rmtree(folder, ignore_errors=True)
+    started = ", ".join(sorted(seen) + (["a probe due"] if checks else []) +
+                        (["the recogniser"] if loaded else [])) or "none"
+    return started, ticks_per_s, per_tick
 
 
 def _latencies(items) -> list[float]:

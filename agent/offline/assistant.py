@@ -27,6 +27,11 @@ log = logging.getLogger(__name__)
 LOAD_WAIT_S = 10.0  # the recogniser loads in about half a second; a loaded machine may take longer
 
 
+def understood(heard: Heard | None) -> Command | None:
+    """The command heard, if the words fit the sound well enough to act on."""
+    return understand(heard.text) if heard is not None and heard.sure else None
+
+
 @dataclass(frozen=True)
 class Answer:
     """What an offline turn came to."""
@@ -130,8 +135,9 @@ class OfflineAssistant:
                 heard = listener.finish()
         self._waiting.clear()
         self._active = False
-        command = understand(heard.text) if heard is not None else None
+        command = understood(heard)
         if heard is not None:
-            log.info("offline: heard %r (%s)", heard.text, heard.ended)
+            log.info("offline: heard %r (%s, fit %.2f%s)", heard.text, heard.ended, heard.fit,
+                     "" if heard.sure or not heard.text else ": not sure enough to act on")
         text = answers.act(command, self.toolbox, self.timers) if command else answers.OFFLINE_SENTENCE
         return Answer(text, self.voice.say(text), command, heard)

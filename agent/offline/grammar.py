@@ -44,8 +44,10 @@ COMMAND_WORDS = frozenset(
     "half quiet enough turn".split())
 
 
-OTHER_WEIGHT = 1e-30
-"""How much less likely than a command a sentence of other words is, before any sound is heard."""
+OTHER_WEIGHT = 1e-46
+"""How much less likely than a command a sentence of other words is, before any sound is heard
+(with the listener's beams; a sharp balance, measured: 1e-45 refuses more and hears fewer
+commands, 1e-50 almost never refuses)."""
 
 
 MIN_FILLER_LETTERS = 4

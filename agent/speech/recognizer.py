@@ -7,6 +7,8 @@ matter gives exact words. Without pocketsphinx (an optional extra) nothing is re
 from __future__ import annotations
 
 import logging
+import math
+import os
 import re
 
 import numpy as np
@@ -30,12 +32,36 @@ def words(text: str) -> tuple[str, ...]:
     return tuple(_WORD.findall(text.lower()))
 
 
-def new_decoder():
-    """A decoder with the bundled en-us model and no grammar yet; None without pocketsphinx."""
+def new_decoder(**options):
+    """A decoder with the bundled en-us model and no grammar yet (options: pocketsphinx settings
+    such as beam); None without pocketsphinx."""
     if Decoder is None:
         return None
     # bestpath off: the lattice rescoring drops the last words of a phrase (seen: "what time").
-    return Decoder(samprate=ASR_RATE, lm=None, bestpath=False, loglevel="FATAL")
+    return Decoder(samprate=ASR_RATE, lm=None, bestpath=False, loglevel="FATAL", **options)
+
+
+def phone_loop(decoder, name: str = "phones") -> str:
+    """Add a search that hears any run of phones (the model's phone bigram) to the decoder; its
+    name. What a grammar heard can be compared with it: speech the grammar does not fit scores
+    far worse on the grammar than on the free phones."""
+    from pocketsphinx import get_model_path
+
+    decoder.add_allphone_file(name, os.path.join(get_model_path(), "en-us", "en-us-phone.lm.bin"))
+    return name
+
+
+def decode_whole(decoder, search: str, pcm16k: np.ndarray) -> tuple[str, float]:
+    """One whole utterance on one search (the cepstral mean taken over all of it, which hears
+    better than a running one); its text and the natural log of its path score."""
+    decoder.activate_search(search)
+    decoder.start_utt()
+    decoder.process_raw(np.ascontiguousarray(pcm16k, dtype=np.int16).tobytes(), False, True)
+    decoder.end_utt()
+    h = decoder.hyp()
+    if h is None or h.score <= 0:
+        return "", float("-inf")
+    return h.hypstr, math.log(h.score)
 
 
 def knows(decoder, phrase: str) -> bool:
