@@ -62,6 +62,31 @@ def test_speech_without_the_wake_word_never_fires(jarvis, speech, text, voice, w
     assert feed(jarvis, audio) == []
 
 
+def test_a_reset_detector_scores_like_a_new_one_without_running_the_models(speech, monkeypatch):
+    """reset() puts back the state the detector opened with, bit for bit (every window scoring over
+    0.01 on the same speech scores the same as on a new detector, at the same place after the
+    reset), and runs no model to do it (it was 38 steps of inference on the conversation thread)."""
+    audio = with_noise(padded(speech("hey jarvis, what time is it", "en-us+f2", 150)), 20, 3)
+
+    def scores(detector, base: int) -> list[tuple[float, int]]:
+        return [(h.score, h.sample_offset - base) for h in feed(detector, audio)]
+
+    with OpenWakeWordDetector("hey_jarvis", threshold=0.01, refractory_s=0.0) as fresh:
+        expected = scores(fresh, 0)
+    with OpenWakeWordDetector("hey_jarvis", threshold=0.01, refractory_s=0.0) as used:
+        feed(used, with_noise(padded(speech("hey jarvis, turn on the kitchen lights", "en-gb", 150)), 10, 4))
+        invoked = []
+        for lib in {id(o.lib): o.lib for o in (used._features, *(w.ww for w in used._words))}.values():
+            invoke = lib.TfLiteInterpreterInvoke
+            monkeypatch.setattr(lib, "TfLiteInterpreterInvoke",
+                                lambda *a, invoke=invoke: invoked.append(1) or invoke(*a))
+        used.reset()
+        assert invoked == []
+        got = scores(used, used.samples_fed)
+        assert invoked  # the count sees the models run
+    assert len(expected) > 5 and got == expected
+
+
 def test_detection_says_where_in_the_stream_it_fired(speech):
     """The detection point lies after 'hey jarvis' ends and before the command does, counted in 24 kHz samples."""
     wake = speech("hey jarvis", "en-us+f2", 150)
