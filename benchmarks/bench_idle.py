@@ -6,7 +6,7 @@ digital silence, echo cancelling on and off; the audio I/O and the loop alone (n
 canceller, no wake word); and, in the same run, the wake model alone on the same audio.
 
 Each case is a fresh daemon, measured over BENCH_IDLE_S seconds of audio (default 15) once it
-is ready; the cases take turns BENCH_IDLE_REPEATS times (default 3) and the rows quote medians.
+is ready and its speaker's stream has come to rest (what waiting is); the cases take turns BENCH_IDLE_REPEATS times (default 3) and the rows quote medians.
 A figure that cannot be (no CPU at all, more than the machine's cores, a daemon that died, a
 room that fell silent early) fails its row whatever the target.
 """
@@ -21,12 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
+from agent.audio.playback import REST_AFTER_S
 from benchmarks.common import Row, median
 from benchmarks.room import RATE, DaemonProcess, Room, config_text, pink, tv_speech
 
 SECONDS = float(os.environ.get("BENCH_IDLE_S", "15"))
 REPEATS = int(os.environ.get("BENCH_IDLE_REPEATS", "3"))
-SETTLE_S = 3.0  # after READY: the streams' start-up (a null sink takes ~1-2 s to run)
+# after READY: the streams' start-up, then the speaker's stream comes to rest (idle: waiting)
+SETTLE_S = 3.0 + REST_AFTER_S
 CORES = os.cpu_count() or 1
 
 QUIET, SPEECH, SILENCE = "quiet room", "speech in the room", "digital silence"
@@ -74,14 +76,15 @@ def _measure(folder: Path, url: str, room: Room, sound: np.ndarray | None,
         daemon.stop()
 
 
-def _wake_model_alone(sound: np.ndarray | None) -> float:
-    """CPU s per audio s of the default wake detector on the room's audio (this thread)."""
+def _wake_model_alone(sound: np.ndarray | None, gate: bool) -> float:
+    """CPU s per audio s of the default wake detector on the room's audio (this thread):
+    with its voice-activity gate (as the daemon runs it) or the model on every step."""
     from agent.audio.base import FRAME_SAMPLES
     from agent.wake.factory import open_detector
     from agent.wake.settings import WakeSettings
 
     pcm = np.zeros(int(SECONDS * RATE), np.int16) if sound is None else sound
-    detector = open_detector(WakeSettings())
+    detector = open_detector(WakeSettings(vad_gate=gate))
     try:
         frames = pcm[:len(pcm) // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
         t0 = time.thread_time()
@@ -102,7 +105,8 @@ def rows() -> list[Row]:
 
     sounds = _rooms(SECONDS + 10)
     figures: dict[int, list[float | None]] = {i: [] for i in range(len(CASES))}
-    alone: dict[str, list[float]] = {name: [] for name in sounds}
+    alone: dict[tuple[str, bool], list[float]] = {(name, gate): [] for name in sounds
+                                                  for gate in (False, True)}
     problems: list[str] = []
     with tempfile.TemporaryDirectory() as tmp, Room(Path(tmp)) as room, \
             DevServer(api_key=KEY) as server:
@@ -116,8 +120,8 @@ def rows() -> list[Row]:
                     problems.append(f"{name}, {label}: {why}")
                 print(f"  idle: {name}, {label}: "
                       f"{'-' if value is None else f'{value:.4f}'} {why}", file=sys.stderr)
-            for name, sound in sounds.items():
-                alone[name].append(_wake_model_alone(sound))
+            for (name, gate), values in alone.items():
+                values.append(_wake_model_alone(sounds[name], gate))
     for problem in problems:
         print(f"  idle: {problem}", file=sys.stderr)
     out = []
@@ -129,9 +133,10 @@ def rows() -> list[Row]:
         out.append(Row(f"daemon idle, {name}, {label}: CPU s/audio s (median of {len(values)})",
                        shown, "-" if target is None else f"<= {target}",
                        ok if target is None else ok and median(values) <= target))
-    for name, values in alone.items():
+    for (name, gate), values in alone.items():
         ok = _plausible(values)
-        out.append(Row(f"wake model alone on the same audio, {name}: CPU s/audio s", f"{median(values):.4f}" if ok else "impossible", "-",
+        what = "the detector as the daemon runs it (voice gate)" if gate else "the model, every step"
+        out.append(Row(f"wake alone, same audio, {name}: {what}: CPU s/audio s", f"{median(values):.4f}" if ok else "impossible", "-",
                        None if ok else False))
     return out
 

@@ -21,7 +21,7 @@ import numpy as np
 from agent.audio.base import SAMPLE_RATE, FrameCallback, Microphone
 from agent.audio.frames import Framer
 from agent.audio.resample import StreamResampler
-from agent.audio.portaudio import HOST, PortAudioHost, StreamKeeper, find_device
+from agent.audio.portaudio import HOST, KEEPER_POLL_S, PortAudioHost, StreamKeeper, find_device
 from agent.audio.settings import AudioSettings
 from agent.errors import AudioDeviceError, ConfigError
 from agent.ratelog import RateLimitedLog
@@ -55,6 +55,7 @@ class PyAudioMicrophone(Microphone):
         """Chunks dropped because the worker fell more than QUEUE_SECONDS behind."""
         self._inbox: queue.Queue = queue.Queue(maxsize=max(4, int(QUEUE_SECONDS * 1000
                                                                     / settings.input_period_ms)))
+        keeper_options.setdefault("poll_s", KEEPER_POLL_S)
         self._keeper = StreamKeeper("microphone", self._open, on_state, host=host, **keeper_options)
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()

@@ -29,7 +29,7 @@ from agent.audio.base import SAMPLE_RATE
 from agent.audio.mixer import AlsaMixer
 from agent.audio.playout import BufferedSpeaker, PlayoutBuffer
 from agent.audio.resample import StreamResampler
-from agent.audio.portaudio import HOST, PortAudioHost, StreamKeeper, find_device
+from agent.audio.portaudio import HOST, KEEPER_POLL_S, PortAudioHost, StreamKeeper, find_device
 from agent.audio.settings import AudioSettings
 from agent.errors import AudioDeviceError
 
@@ -79,6 +79,7 @@ class PyAudioSpeaker(BufferedSpeaker):
         self.restarts_at_once: bool | None = None
         """Whether the last restart of the stream ran at once (None: none timed yet); after
         one that did not, the stream no longer rests while idle."""
+        keeper_options.setdefault("poll_s", KEEPER_POLL_S)
         self._keeper = StreamKeeper("speaker", self._open, on_state, host=host, **keeper_options)
         self._keeper.start()
         self._prime()
