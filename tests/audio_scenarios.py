@@ -186,11 +186,12 @@ def speaker_running(spk, timeout: float = 10) -> bool:
 def pulse_playback(folder: str) -> dict:
     """Real-time playback into the null sink, watched through its monitor: exactness,
     played-position error, and flush timing."""
-    from agent.audio.playback import PyAudioSpeaker
+    from agent.audio import playback
 
+    playback.REST_AFTER_S = 3600.0  # positions of a running stream (resting: pulse_wake)
     srv = pulse_server(folder)
     try:
-        spk = PyAudioSpeaker(AudioSettings(output_rate=24000, volume=100))
+        spk = playback.PyAudioSpeaker(AudioSettings(output_rate=24000, volume=100))
         tap = MonitorTap()
         out: dict = {"running": speaker_running(spk), "latency": spk._latency}
         # the monitor's first blocks come in a burst with rough times: let it settle

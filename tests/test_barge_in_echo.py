@@ -272,6 +272,115 @@ def replies_after_cuts_and_rests(folder: str, cuts: int) -> dict:
         srv.stop()
 
 
+# What users say to stop a reply, in other voices than the reply's; the wake word's tries say it
+# before their request, as people do.
+STOPS = [("Wait, stop.", "en-gb+f3"), ("Hello?", "en-us+m3"), ("No no, stop please.", "en-us+f2"),
+         ("Excuse me.", "en-gb+m2"), ("Hang on a second.", "en-us+f4"), ("Stop.", "en-gb+m3")]
+WAKES = [("Hey Jarvis, stop.", "en-us+m3"), ("Hey Jarvis, what time is it?", "en-gb+f3"),
+         ("Hey Jarvis, stop the story.", "en-us+f2")]
+
+
+def barge_ins(folder: str, tries: int, user_db: float) -> dict:
+    """`tries` replies at the daemon's default volume, each talked over 1.5-5 s in by a user
+    whose voice reaches the microphone user_db dB from the reply's echo: a stop phrase (heard
+    by voice barge-in on the canceller's residual) or, every third try, the wake word with a
+    request (heard by the wake detector on the canceller's output, as the daemon has it).
+    The first to hear it flushes the speaker, as a barge-in does; each try's reply follows
+    the last one's flush. Latency: from the voice's onset at the microphone to the end of
+    the frame that heard it."""
+    from audio_scenarios import pulse_server, speaker_running
+
+    from agent.audio.settings import AudioSettings
+    from agent.demo import speak
+    from agent.wake.factory import open_detector
+    from agent.wake.settings import WakeSettings
+
+    story = speak(STORY)
+    stops = [speak(text, voice) for text, voice in STOPS]
+    wakes = [speak(text, voice) for text, voice in WAKES]
+    srv = pulse_server(folder)
+    try:
+        from agent.audio.capture import PyAudioMicrophone
+        from agent.audio.echo import EchoCanceller
+        from agent.audio.playback import PyAudioSpeaker
+        from agent.audio.vad import VoiceActivity
+
+        volume = AudioSettings().volume
+        spk = PyAudioSpeaker(AudioSettings(output_rate=24000, volume=volume))
+        user = PyAudioSpeaker(AudioSettings(output_rate=24000, volume=100))
+        mic = PyAudioMicrophone(AudioSettings(input_rate=24000))
+        out: dict = {"running": speaker_running(spk) and speaker_running(user), "tries": []}
+        canceller = EchoCanceller(spk.reference)
+        detector = open_detector(WakeSettings())
+        loop = _Loop(spk, canceller, VoiceActivity())
+        woke: list[int] = []
+        step = loop.step
+
+        gates: list[float] = []
+        erles: list[float] = []
+
+        def step_and_listen(on_fire=None):
+            step(on_fire)
+            gates.append(canceller.gate_db)
+            erles.append(canceller.model.erle_db)
+            if detector.process(loop.clean[-1]) is not None and loop.speaking:
+                woke.append(len(loop.raw) - 1)
+                if on_fire is not None:
+                    on_fire()
+
+        loop.step = step_and_listen
+        mic.start(loop.q.put)
+        loop.run_for(0.5)
+        loop.reply(story, "warm-up")  # the canceller learns the room once, as in a first reply
+        loop.run_for(len(story) / SAMPLE_RATE + 2, until=lambda: not loop.speaking)
+        reply_db = db(story * (volume / 100) ** 2)
+        rng = np.random.default_rng(1)
+        for i in range(tries):
+            wake = i % 3 == 2
+            said = wakes[i // 3 % len(wakes)] if wake else stops[i % len(stops)]
+            heard_by = []
+            first = loop.reply(story, f"try{i}")
+            loop.run_for(1.5 + 3.5 * rng.random())
+            gain = 10 ** ((reply_db + user_db - db(said)) / 20)
+            at_frame = len(loop.raw)
+            user.play(np.clip(np.rint(said * gain), -32768, 32767).astype(np.int16), f"u{i}")
+            fires, wakes_before = len(loop.fires), len(woke)
+
+            def barge_in():
+                heard_by.append(len(loop.raw) - 1)
+                spk.flush()
+                loop.speaking = False
+
+            loop.run_for(len(said) / SAMPLE_RATE + 1.5, barge_in, until=lambda: bool(heard_by))
+            loop.run_for(len(said) / SAMPLE_RATE + 0.5, until=user.drained)
+            if loop.speaking:  # not heard: the reply is stopped anyway before the next try
+                spk.flush()
+                loop.speaking = False
+            loop.run_for(1.0)
+            raw, _ = loop.signals()
+            window = raw[at_frame * FRAME:]
+            onset_at = at_frame * FRAME + locate(window[:len(said) + SAMPLE_RATE], said * gain) \
+                + onset(said)
+            by = "voice" if len(loop.fires) > fires else "wake word" if len(woke) > wakes_before \
+                else None
+            during = slice(onset_at // FRAME, onset_at // FRAME + len(said) // FRAME)
+            out["tries"].append({
+                "gate_open": float(np.mean(np.isfinite(gates[during]))) if len(gates[during]) else None,
+                "erle": round(float(np.median(erles[during])), 1) if len(erles[during]) else None,
+                "wake": wake, "heard_by": by, "reply_at_s": (at_frame - first) * FRAME / SAMPLE_RATE,
+                "latency_ms": None if not heard_by else
+                ((heard_by[0] + 1) * FRAME - onset_at) / SAMPLE_RATE * 1000})
+        out["realigns"] = canceller.realigns
+        out["realigned_by"] = canceller.realigned_by
+        mic.stop()
+        spk.close()
+        user.close()
+        detector.close()
+        return out
+    finally:
+        srv.stop()
+
+
 def flush_to_silence(folder: str, count: int) -> dict:
     """Barge-in to silence on the null sink, `count` times: a reply plays, the speaker is
     flushed at a random moment (what _barge_in does first); how long until the device gets

@@ -26,6 +26,7 @@ and the microphone pause together, so the echo's delay is the same when the next
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 import numpy as np
 import soxr
@@ -169,15 +170,43 @@ class LinearEcho:
         self._far_levels[:] = -120.0
         self.erle_db = 0.0
 
+    def impulse(self) -> np.ndarray:
+        """The path the output copy has learnt, as a time-domain impulse response."""
+        n = self.block
+        return np.concatenate([np.fft.irfft(w)[:n] for w in self._output])
+
+    def watch(self, far: np.ndarray, near: np.ndarray) -> None:
+        """A block played and heard, learnt from in no way (its path is being looked for):
+        the far end goes into the history, the residual is the microphone itself."""
+        self._push_far(far)
+        self.residual[:] = near
+        self.mic_db = _db(np.asarray(near, dtype=np.float64))
+        self.echo_db = -120.0
+
+    def shift_path(self, samples: int) -> None:
+        """The echo now comes `samples` later (earlier if negative): the learnt path moves
+        by as much, in both copies, and the path is trusted again once it shows it fits."""
+        n = self.block
+        for w in (self._adapting, self._output):
+            h = np.concatenate([np.fft.irfft(part)[:n] for part in w])
+            h = np.r_[np.zeros(samples), h[:len(h) - samples]] if samples >= 0 else \
+                np.r_[h[-samples:], np.zeros(-samples)]
+            for k in range(self.parts):
+                w[k] = np.fft.rfft(np.r_[h[k * n:(k + 1) * n], np.zeros(n)])
+
+    def forget_far(self) -> None:
+        """What was played before no longer lines up with the microphone: forget it."""
+        for a in (self._x, self._x_power, self._window):
+            a[:] = 0
+        self._far_levels[:] = -120.0
+
     def realign(self) -> None:
         """The far end ran again after a stop, its echo a little earlier or later than before:
         what it played before is forgotten, and the gate stays shut until the model is
         trusted again (erle_db from 0): a model that removed a lot at the old lag may remove
         little at the new one, now and then, frame by frame, which is how echo would pass a
         graded gate. The weights are kept (the room is the same) and adapt to the new lag."""
-        for a in (self._x, self._x_power, self._window):
-            a[:] = 0
-        self._far_levels[:] = -120.0
+        self.forget_far()
         self.erle_db = 0.0
         self._probation = True
         self._score, self._calm, self._doubt = 3.0, 0, False
@@ -272,7 +301,8 @@ class LinearEcho:
         # blocks with echo to remove (not the quiet ends of a reply's pauses) where the user
         # is not heard (where they are, only very slowly)
         if near_db > self.FAR_ACTIVE_DB:
-            rate = 0.1 if achieved < self.erle_db else 0.02
+            # (after a realignment the model either fits again or not: trust follows quickly)
+            rate = 0.1 if achieved < self.erle_db or self._probation else 0.02
             if user:
                 rate *= 0.1
             self.erle_db += rate * (min(max(achieved, -10.0), 60.0) - self.erle_db)
@@ -335,6 +365,89 @@ def _pipeline_delay(noise_suppression: bool) -> int:
     return _DELAYS[noise_suppression]
 
 
+class Realigner:
+    """Where the echo sits after the speaker's stream ran again, against the old pairing.
+
+    A restarted stream is paired with the microphone to within tens of ms (the sound server
+    buffers each start its own way), while both models knew the path to the sample. This
+    collects the far blocks paired and the microphone frames after the restart; once FIND_S
+    of audible far end (and the echo's delay after it) went by, it predicts the echo with the
+    path the linear model learnt and finds, by GCC-PHAT, the shift (within MAX_SHIFT_S) at
+    which the microphone matches the prediction: added to the pairing, it gives both models
+    their old path back. A peak that does not stand out (a user talking over the whole
+    start, a changed room) gives no shift; after GIVE_UP_S of audible far end it gives up.
+    """
+
+    FIND_S = 0.6
+    AFTER_S = 0.25       # echo still arriving after the last far block used
+    GIVE_UP_S = 2.5
+    MAX_SHIFT_S = 0.1
+    STANDS_OUT = 2.5     # the peak over the best elsewhere (outside +-1 ms of it)
+
+    def __init__(self, impulse: Callable[[], np.ndarray], block: int = FRAME_SAMPLES):
+        self._impulse = impulse  # the path as learnt when the window closes (it follows moves)
+        self._block = block
+        self._far: list[np.ndarray] = []
+        self._near: list[np.ndarray] = []
+        self._audible = 0        # audible far blocks collected
+        self._since = 0          # blocks since the FIND_S-th audible one
+        self._spent = 0          # audible far blocks seen in all tries
+        self.shift: int | None = None
+        """Samples to add to the pairing (positive: the echo now comes later)."""
+        self.done = False
+
+    @property
+    def started(self) -> bool:
+        """Audible far end has been played since the restart."""
+        return self._spent > 0
+
+    def add(self, far: np.ndarray | None, near: np.ndarray, audible: bool) -> None:
+        """One paired block and its microphone frame; None: the pairing moved (a block was
+        late, or a surplus was trimmed), so what was collected no longer lines up."""
+        if self.done:
+            return
+        if far is None:  # the pairing moved under the window: start it again
+            self._far.clear()
+            self._near.clear()
+            self._audible = self._since = 0
+            return
+        if not self._far and not audible:
+            return  # the window starts with the far end
+        self._far.append(np.asarray(far, dtype=np.float64).copy())
+        self._near.append(np.asarray(near, dtype=np.float64).copy())
+        self._audible += audible
+        self._spent += audible
+        need = int(self.FIND_S * SAMPLE_RATE / self._block)
+        if self._audible >= need:
+            self._since += 1
+        if self._since >= int(self.AFTER_S * SAMPLE_RATE / self._block):
+            self._find()
+        elif self._spent >= self.GIVE_UP_S * SAMPLE_RATE / self._block:
+            self.done = True
+
+    def _find(self) -> None:
+        far, near, h = np.concatenate(self._far), np.concatenate(self._near), self._impulse()
+        n = len(near)
+        size = 1 << int(np.ceil(np.log2(n + len(h))))
+        predicted = np.fft.irfft(np.fft.rfft(far, size) * np.fft.rfft(h, size), size)[:n]
+        cross = np.fft.rfft(near, 2 * size) * np.conj(np.fft.rfft(predicted, 2 * size))
+        cc = np.fft.irfft(cross / (np.abs(cross) + 1e-9), 2 * size)
+        most = int(self.MAX_SHIFT_S * SAMPLE_RATE)
+        lags = np.concatenate((cc[-most:], cc[:most + 1]))
+        peak = int(np.argmax(lags))
+        guard = SAMPLE_RATE // 1000
+        rest = np.concatenate((lags[:max(0, peak - guard)], lags[peak + guard + 1:]))
+        if len(rest) and lags[peak] >= self.STANDS_OUT * max(float(rest.max()), 1e-12):
+            self.shift = peak - most
+            self.done = True
+            return
+        self._far.clear()
+        self._near.clear()
+        self._audible = self._since = 0
+        if self._spent >= self.GIVE_UP_S * SAMPLE_RATE / self._block:
+            self.done = True
+
+
 class EchoCanceller:
     """Removes the speaker's echo (and steady noise) from 24 kHz 20 ms microphone frames.
 
@@ -395,6 +508,9 @@ class EchoCanceller:
         self._least, self._watched = len(self._fifo.buf), 0  # fewest blocks waiting at a frame
         self._dropped = reference.dropped
         self._runs = reference.runs
+        self._realigner: Realigner | None = None
+        self.realigned_by: list[int] = []
+        """Shifts (samples) by which the linear model's path moved at each restart."""
         self.realigns = 0
         """Times the speaker's stream ran again after a stop (a rest, a flush): the pairing,
         WebRTC and the linear model's trust started afresh."""
@@ -406,7 +522,10 @@ class EchoCanceller:
 
     @property
     def gate_db(self) -> float:
-        """Level (dBFS) the residual must pass to be the user and not echo (LinearEcho.gate_db)."""
+        """Level (dBFS) the residual must pass to be the user and not echo (LinearEcho.gate_db;
+        +inf while the echo is being found again after a restart)."""
+        if self._realigner is not None and self._realigner.started:
+            return np.inf
         return self._model.gate_db
 
     @property
@@ -425,11 +544,16 @@ class EchoCanceller:
             raise ValueError(f"EchoCanceller takes {FRAME_SAMPLES}-sample frames, not {len(frame)}")
         if self._closed:
             return np.array(frame, dtype=np.int16)
+        shifts = self.shifts
         far = self._next_far_block()
-        if far is not None and float(np.dot(far, far)) > _FAR_ACTIVE_ENERGY:
-            self._quiet = 0
-        else:
-            self._quiet += 1
+        audible = far is not None and float(np.dot(far, far)) > _FAR_ACTIVE_ENERGY
+        self._quiet = 0 if audible else self._quiet + 1
+        finding = self._realigner is not None  # after a restart: the linear model only watches
+        if finding:
+            self._realigner.add(None if self.shifts != shifts else far, frame, audible)
+            if self._realigner.done:
+                self._realigned()
+                finding = False
         if self._quiet > self._hold:
             return self._rest(frame, far)
         if self._resting:
@@ -447,8 +571,11 @@ class EchoCanceller:
         self._remember(frame)
         if far is None:
             self._model.no_far(frame)
+        elif finding:
+            self._model.watch(far, frame)
         else:
             self._model.process(far, frame, heard_db=_db(result.astype(np.float64)))
+
         residual = self._model.residual
         np.clip(np.rint(residual), -32768, 32767, out=residual)
         self._residual[:] = residual
@@ -573,22 +700,37 @@ class EchoCanceller:
         self._least, self._watched = len(fifo.buf), 0
 
     def _realign(self) -> None:
-        """The speaker's stream ran again (after a rest or a flush's abort): its echo now
-        comes a little earlier or later (the sound server buffers each start its own way,
-        by up to tens of ms), which neither model knows. The pairing starts over as at the
-        first frame, WebRTC starts afresh (its delay estimate would hold on to the old lag:
-        a cold start removes more echo in the first second), and the linear model keeps the
-        room but is not trusted until it fits again, so the voice gate holds from the first
-        block of the next reply. The new module is primed with the newest input as when
-        processing resumes, so the output goes on without a gap."""
+        """The speaker's stream ran again (after a rest or a flush's abort): the pairing
+        starts over as at the first frame, which puts the echo within tens of ms of where
+        the models knew it (the sound server buffers each start its own way). WebRTC starts
+        cold (its delay estimate would hold on to the old lag: a cold start removes more
+        echo in the first second); the linear model only watches, its gate shut from the
+        first block of the next reply, until the Realigner has found by how much its path
+        moved (see _realigned)."""
         self._pair_with_newest()
+        self._realigner = Realigner(self._model.impulse)
+        self._model.realign()
         old, self._apm = self._apm, self._new_module()
-        handle = getattr(old, "_ffi_handle", None)
+        self._dispose(old)
+        self._resting = True  # the next processed frame primes the new module
+        self.realigns += 1
+
+    def _realigned(self) -> None:
+        """The Realigner is done: its shift moves the path the linear model learnt to where
+        the echo now is (the model is trusted again once it shows it fits); no shift found:
+        the model learns the new path, its gate shut until it is trusted. WebRTC, started
+        cold at the restart, finds the new path by itself (faster than one that holds on to
+        the old one)."""
+        finder, self._realigner = self._realigner, None
+        if finder.shift is not None:
+            self._model.shift_path(finder.shift)
+            self.realigned_by.append(finder.shift)
+
+    @staticmethod
+    def _dispose(apm) -> None:
+        handle = getattr(apm, "_ffi_handle", None) if apm is not None else None
         if handle is not None:
             handle.dispose()
-        self._model.realign()
-        self._resting = True
-        self.realigns += 1
 
     def _feed_far(self, far: np.ndarray) -> None:
         self._far.push(self._far_up.resample_chunk(far))
@@ -601,9 +743,7 @@ class EchoCanceller:
         """Release WebRTC's state; later frames pass through unchanged. Safe to call twice."""
         if not self._closed:
             self._closed = True
-            handle = getattr(self._apm, "_ffi_handle", None)
-            if handle is not None:
-                handle.dispose()
+            self._dispose(self._apm)
             self._apm = None
 
     def __enter__(self) -> "EchoCanceller":
