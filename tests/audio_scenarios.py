@@ -389,8 +389,8 @@ def pulse_delta_latency(folder: str, rate: int, count: int) -> dict:
 def pulse_wake(folder: str, count: int, rest_after_s: float = 0.3) -> dict:
     """A speaker whose stream rests (after rest_after_s idle here, 5 s in the daemon), woken
     by a delta `count` times, the sink's monitor read meanwhile (as the daemon's microphone
-    does): seconds from play() to the device taking the delta's first sample (a period of
-    silence goes ahead of it: a restarted stream's first ms are lost on PulseAudio), whether
+    does): seconds from play() to the device taking the delta's first sample (two periods
+    of silence go ahead of it: a restarted stream's first ms are lost on PulseAudio), whether
     the stream rested before each, and whether each delta reached the sink whole (nothing
     lost; silence inserted by an underrun on a loaded machine aside)."""
     from agent.audio import playback

@@ -57,8 +57,9 @@ class PyAudioSpeaker(BufferedSpeaker):
         self._complete = pyaudio.paComplete
         self._underflow_flag = pyaudio.paOutputUnderflow
         self.buffer = PlayoutBuffer(latency=settings.period_ms / 1000)
-        # PulseAudio drops the first few ms a restarted stream plays (up to 10 ms measured)
-        self.buffer.wake_lead = SAMPLE_RATE * settings.period_ms // 1000
+        # PulseAudio drops the first ms a restarted stream plays (up to 10 ms measured idle, more
+        # on a busy machine): two periods of silence go first
+        self.buffer.wake_lead = 2 * SAMPLE_RATE * settings.period_ms // 1000
         self._volume = settings.volume
         self._mixer = None
         if settings.mixer_control:
