@@ -2,6 +2,7 @@
 #   make demo    a whole spoken conversation against a local Mira server
 #   make test    the whole test suite
 #   make bench   the benchmark table
+#   make soak    the daemon in a virtual room with a scripted user, in real time (SOAK_ARGS=...)
 #   make lock    re-resolve every dependency and write constraints.txt (then run make test)
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -22,7 +23,7 @@ ifeq ($(shell $(PYTHON) -c 'import platform, sys; print(platform.machine() in ("
 APT_PACKAGES += swig
 endif
 
-.PHONY: setup demo test bench devserver clean apt lock
+.PHONY: setup demo test bench soak devserver clean apt lock
 
 setup: $(STAMP)
 
@@ -72,6 +73,12 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP)
 	$(PY) -m benchmarks
+
+# The room soak (issue 19), not part of test or bench: it runs in real time, about 25 s a
+# conversation. SOAK_ARGS="--conversations 80 --minutes 60 --seed 7 --keep .soak" sets it.
+SOAK_ARGS ?=
+soak: setup
+	$(PY) -m benchmarks.soak $(SOAK_ARGS)
 
 devserver: setup
 	$(VENV)/bin/mira-agent devserver --host 127.0.0.1 --port 8765

@@ -7,7 +7,7 @@ import time
 import traceback
 from pathlib import Path
 
-from benchmarks.common import Row
+from benchmarks.common import Row, print_table
 
 
 def main(argv: list[str]) -> int:
@@ -29,12 +29,7 @@ def main(argv: list[str]) -> int:
             traceback.print_exc()
             rows.append((name[6:], Row("benchmark failed to run (see above)", "-", "-", False)))
         print(f"  {name} took {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
-    width = max([len(r.name) for _, r in rows] + [10])
-    print(f"\n{'area':<10} {'figure':<{width}} {'measured':>22} {'target':>14}  ok")
-    print("-" * (width + 54))
-    for area, r in rows:
-        mark = {True: "yes", False: "NO", None: "-"}[r.ok]
-        print(f"{area:<10} {r.name:<{width}} {r.value:>22} {r.target:>14}  {mark}")
+    print_table(rows)
     return 1 if failed else 0
 
 

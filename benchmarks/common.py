@@ -27,3 +27,13 @@ def percentile(values: list[float], p: float) -> float:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def print_table(rows: list[tuple[str, Row]]) -> None:
+    """The table `make bench` prints: (area, row) pairs, each figure beside its target."""
+    width = max([len(r.name) for _, r in rows] + [10])
+    print(f"\n{'area':<10} {'figure':<{width}} {'measured':>22} {'target':>14}  ok")
+    print("-" * (width + 54))
+    for area, r in rows:
+        mark = {True: "yes", False: "NO", None: "-"}[r.ok]
+        print(f"{area:<10} {r.name:<{width}} {r.value:>22} {r.target:>14}  {mark}")
