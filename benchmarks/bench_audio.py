@@ -89,6 +89,14 @@ def rows() -> list[Row]:
         out.append(Row(f"delta-to-device ms at {rate // 1000} kHz (period {period:.0f}) median / p99",
                        f"{median(ms):.1f} / {percentile(ms, 99):.1f}", f"p99 <= {period + 5:.0f}",
                        beyond <= 5 and len(ms) >= 90))
+    r = _scenario("pulse_wake", 20)
+    ms = [1000 * d for d in r["delays"]]
+    period = 1000 * r["period_s"]
+    lead = 2 * period
+    ok = len(ms) == 20 and all(r["rested"]) and all(r["whole"]) and min(ms) >= 0
+    out.append(Row(f"delta-to-device ms after the speaker rested (+{lead:.0f} ms silence first) "
+                   "median / p99", f"{median(ms):.1f} / {percentile(ms, 99):.1f}" if ms else "-",
+                   f"p99 <= {period + 5:.0f}", ok and percentile(ms, 99) <= period + 5))
     r = _scenario("pulse_playback")
     flush, pos = r["flush"], r["position_error_ms"]
     # from the flush() call to the first block handed over after it: never negative

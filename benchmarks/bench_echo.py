@@ -51,6 +51,45 @@ def _null_sink_rows() -> list[Row]:
     return out
 
 
+TRIES = 18
+
+
+def _restart_rows() -> list[Row]:
+    """The reply after a barge-in's flush and after a rest (the speaker's stream restarted):
+    self-interruptions, and echo removed in its first second."""
+    from test_barge_in_echo import run_child
+
+    r = run_child("replies_after_cuts_and_rests", 5, timeout=400)
+    after = [x for x in r["replies"] if x["after"] != "start"]
+    fires = sum(x["fires"] for x in after)
+    erle = [x["erle_first_s_db"] for x in after]
+    return [
+        Row(f"self-interruptions on {len(after)} whole replies after a barge-in or a rest",
+            str(fires), "0", fires == 0 and len(after) == 6 and r["rested"]),
+        Row("ERLE in the first second of a reply after a barge-in / rest, dB, median / min",
+            f"{median(erle):.1f} / {min(erle):.1f}", ">= 30", min(erle) >= 30),
+    ]
+
+
+def _barge_in_rows() -> list[Row]:
+    """A user talking over replies, many tries, at the echo's level and 6 dB under it."""
+    from test_barge_in_echo import run_child
+
+    out = []
+    for user_db in (0.0, -6.0):
+        r = run_child("barge_ins", TRIES, user_db, timeout=900)
+        for wake, what, target in ((False, "stop phrases", 0.95), (True, "the wake word", 1.0)):
+            tries = [t for t in r["tries"] if t["wake"] is wake]
+            heard = [t for t in tries if t["heard_by"] and t["latency_ms"] <= 400]
+            ms = [t["latency_ms"] for t in tries if t["heard_by"]]
+            share = len(heard) / len(tries)
+            out.append(Row(f"{what} over a reply at {user_db:+.0f} dB: heard within 400 ms "
+                           "(latency median ms)", f"{len(heard)}/{len(tries)} "
+                           f"({median(ms):.0f})" if ms else f"0/{len(tries)}",
+                           f">= {target:.0%}", share >= target and all(m > 0 for m in ms)))
+    return out
+
+
 def _room_rows() -> list[Row]:
     """The canceller on a numpy room path (60 ms, reverberant tail) fed as the daemon feeds it."""
     from test_echo import USER, Path as EchoPath, db, scene, speak, STORY
@@ -135,7 +174,8 @@ def _connection_overhead() -> Row:
 
 
 def rows() -> list[Row]:
-    return [*_null_sink_rows(), *_room_rows(), _connection_overhead()]
+    return [*_null_sink_rows(), *_restart_rows(), *_barge_in_rows(), *_room_rows(),
+            _connection_overhead()]
 
 
 if __name__ == "__main__":
