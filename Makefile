@@ -74,7 +74,7 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(BENCH_STAMP)
 	$(PY) -m benchmarks
 
-# The room soak (issue 19), not part of test or bench: it runs in real time, about 25 s a
+# The room soak (issue 19), not part of test or bench: it runs in real time, about 45 s a
 # conversation. SOAK_ARGS="--conversations 80 --minutes 60 --seed 7 --keep .soak" sets it.
 SOAK_ARGS ?=
 soak: setup
