@@ -88,8 +88,9 @@ class LinearEcho:
     - `erle_db`, how much echo the output copy removes, tracked while the speaker plays
       (a low percentile of it: it follows a drop fast and a gain slowly).
 
-    `gate_db` is the level the residual must pass to be the user's voice and not echo: -inf
-    while nothing has played for LENGTH_S; else the microphone's level minus what the model
+    `gate_db` is the level the residual must pass to be the user's voice and not echo: +inf
+    after a realignment until the model is trusted again; -inf while nothing has played for
+    LENGTH_S; else the microphone's level minus what the model
     removes, plus MARGIN_DB. An untrained model removes nothing, so nothing passes; as it
     learns, quieter users pass, down to NEAR_UNDER_MIC_DB under the microphone's level (a
     user that much quieter than the echo cannot interrupt by voice).
@@ -110,6 +111,8 @@ class LinearEcho:
     JUMP_SCORE_DB = 0.0     # a score under this (dB the microphone loses) means a jump
     NEAR_UNDER_MIC_DB = 12.0
     FAR_ACTIVE_DB = -60.0   # played audio quieter than this leaves no echo worth the name
+    ERLE_SNR_DB = 15.0      # a block teaches erle_db only this far above the room's noise
+    FLOOR_RISE_DB = 0.06    # per block (3 dB/s): the floor follows a louder room slowly
 
     def __init__(self, block: int = FRAME_SAMPLES):
         n, bins = block, block + 1
@@ -138,6 +141,8 @@ class LinearEcho:
         """Level of the last microphone block, dBFS."""
         self.erle_db = 0.0
         """Echo the output copy removes, dB, tracked while the speaker plays."""
+        self.floor_db = 0.0
+        """The room's noise at the microphone, dBFS (the quietest recent block)."""
         self.copies = 0
         """Times the output copy took the adapting copy's weights."""
 
@@ -154,9 +159,11 @@ class LinearEcho:
     @property
     def gate_db(self) -> float:
         """The level (dBFS) the last residual had to pass to be the user (see the class)."""
+        if self._probation:  # (even in a pause: the echo may come before its far end)
+            return np.inf
         if not self.far_active:
             return -np.inf
-        if self._unknown or self._doubt or self._probation:
+        if self._unknown or self._doubt:
             return np.inf
         return self._level_gate()
 
@@ -181,7 +188,12 @@ class LinearEcho:
         self._push_far(far)
         self.residual[:] = near
         self.mic_db = _db(np.asarray(near, dtype=np.float64))
+        self._track_floor(self.mic_db)
         self.echo_db = -120.0
+
+    def _track_floor(self, near_db: float) -> None:
+        """The floor drops to a quieter block at once and rises FLOOR_RISE_DB a block."""
+        self.floor_db = min(near_db, self.floor_db + self.FLOOR_RISE_DB)
 
     def shift_path(self, samples: int) -> None:
         """The echo now comes `samples` later (earlier if negative): the learnt path moves
@@ -253,6 +265,7 @@ class LinearEcho:
         self._unknown = self._doubt = False
         self._push_far(far)
         near_db = self.mic_db = _db(near)
+        self._track_floor(near_db)
         if not self.far_active:  # nothing played lately: no echo, nothing to learn
             self.residual[:] = near
             self.echo_db = -120.0
@@ -298,16 +311,25 @@ class LinearEcho:
             if self._calm > 10:
                 self._score = 3.0
         # how much the model removes: a low percentile (down 5x faster than up), learnt on
-        # blocks with echo to remove (not the quiet ends of a reply's pauses) where the user
-        # is not heard (where they are, only very slowly)
-        if near_db > self.FAR_ACTIVE_DB:
+        # blocks with echo to remove well above the room's noise (not the quiet ends of a
+        # reply's pauses: there the noise, which no model removes, would make a perfect model
+        # look useless) where the user is not heard (where they are, only very slowly)
+        if near_db > max(self.FAR_ACTIVE_DB, self.floor_db + self.ERLE_SNR_DB):
+            # echo removed, the room's noise (in both, removed by no model) taken out of each
+            noise = 2.0 * 10 ** (self.floor_db / 10)  # the quietest block, +3 dB: its mean
+            removed = _power_db(near_db, noise) - _power_db(residual_db, noise, floor=near_db - 60)
             # (after a realignment the model either fits again or not: trust follows quickly)
-            rate = 0.1 if achieved < self.erle_db or self._probation else 0.02
+            rate = 0.1 if removed < self.erle_db or self._probation else 0.02
             if user:
                 rate *= 0.1
-            self.erle_db += rate * (min(max(achieved, -10.0), 60.0) - self.erle_db)
+            self.erle_db += rate * (min(max(removed, -10.0), 60.0) - self.erle_db)
             if self._probation and self.trusted:
                 self._probation = False
+
+
+def _power_db(level_db: float, noise: float, floor: float = -120.0) -> float:
+    """A level (dBFS) with a noise power taken out (full scale 1), no lower than floor."""
+    return max(10.0 * float(np.log10(max(10 ** (level_db / 10) - noise, 1e-12))), floor)
 
 
 def _db(x: np.ndarray) -> float:
@@ -523,9 +545,9 @@ class EchoCanceller:
     @property
     def gate_db(self) -> float:
         """Level (dBFS) the residual must pass to be the user and not echo (LinearEcho.gate_db;
-        +inf while the echo is being found again after a restart)."""
-        if self._realigner is not None and self._realigner.started:
-            return np.inf
+        +inf from a restart until the echo is found again and the model trusted)."""
+        if self._realigner is not None:  # from the restart: its echo may come before its
+            return np.inf                # far end is known, a gate open to all would take it
         return self._model.gate_db
 
     @property
