@@ -5,14 +5,22 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from agent import config as config_mod
 from agent.audio.base import FRAME_SAMPLES
 from agent.daemon import Parts, build_conversation
 from agent.demo import demo_config, write_wav
 from agent.devserver import DevServer
+from agent.offline.listener import available as offline_available
 from agent.state import State
 from conformance import check_client_event, check_server_event
+
+
+needs_offline_extra = pytest.mark.skipif(
+    not offline_available(),
+    reason="offline answers need pocketsphinx: pip install 'mira-agent[offline]' (make setup installs it)")
+"""Tests of offline answers: skipped, saying what to install, where pocketsphinx is missing."""
 
 KEY = "sk-mira-test"
 

@@ -6,12 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from agent import config
 from agent.devserver import DevServer
-from agent.offline.listener import available
 from agent.service import check
+
+from harness import needs_offline_extra
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-mira-offline-check"
@@ -23,7 +22,7 @@ def load(tmp_path: Path, text: str) -> config.Config:
     return config.load(path)
 
 
-@pytest.mark.skipif(not available(), reason="needs the offline extra (pocketsphinx)")
+@needs_offline_extra
 def test_offline_answers_row_says_they_work_with_which_voice(tmp_path):
     row = check.check_offline(load(tmp_path, '[offline]\nvoice = "en-gb"\n'))
     assert row.ok is True and "answered on the device (voice en-gb)" in row.detail

@@ -22,13 +22,12 @@ from agent.demo import user_audio, write_wav
 from agent.devserver import DevServer
 from agent.devserver.script import Call, Entry, Script
 from agent.offline.answers import OFFLINE_SENTENCE
-from agent.offline.listener import available
 from agent.offline.voice import Voice
 from daemon_process import SYSTEMD_ENV, Daemon, notify  # noqa: F401 (a fixture)
-from harness import KEY, file_config
+from harness import KEY, file_config, needs_offline_extra
 
 pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not available(), reason="needs the offline extra (pocketsphinx)")]
+              needs_offline_extra]
 ROOT = Path(__file__).resolve().parent.parent
 VOICE = Voice("en-us", 165)  # [offline]'s defaults: the daemon's answers are made the same way
 
@@ -124,7 +123,8 @@ def test_an_unknown_command_gets_the_offline_sentence_and_exit_1(tmp_path):
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
-                    reason="a private mount namespace needs root and unshare")
+                    reason="the no-DNS case swaps /etc/resolv.conf in a private mount namespace: run the "
+                           "tests as root with unshare (util-linux) to include it")
 def test_with_no_dns_the_time_is_told(tmp_path):
     """The real service's name cannot be resolved (a private resolv.conf names 127.0.0.1, where
     no DNS server listens, so nothing leaves loopback): offline, and the time is told."""

@@ -12,13 +12,12 @@ import pytest
 from agent.audio.wavfile import read_wav
 from agent.demo import user_audio
 from agent.offline.answers import OFFLINE_SENTENCE
-from agent.offline.listener import available
 from agent.state import State
-from harness import Run
+from harness import Run, needs_offline_extra
 from test_offline_daemon import VOICE, closed_port, similarity
 
 pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not available(), reason="needs the offline extra (pocketsphinx)")]
+              needs_offline_extra]
 
 LEDS = {"kind": "single", "pins": {"listening": 22, "speaking": 23, "error": 24}}
 
