@@ -355,6 +355,20 @@ def open_error(input_device: str) -> dict:
     return {"error": None, "told": told, "lost": lost}
 
 
+def first_sample_timer(spk) -> tuple[list[float], list[float]]:
+    """(pending, delays): append time.monotonic() to pending as a delta is played; the seconds
+    until the device took its first audible sample land in delays."""
+    pending: list[float] = []
+    delays: list[float] = []
+
+    def on_played(block):
+        if pending and block.any():
+            delays.append(time.monotonic() - pending.pop())
+
+    spk.buffer.on_played = on_played
+    return pending, delays
+
+
 def pulse_delta_latency(folder: str, rate: int, count: int) -> dict:
     """Seconds from play() of a delta, at an idle moment, to the device callback taking its
     first sample (the wait for the next period included)."""
@@ -365,14 +379,7 @@ def pulse_delta_latency(folder: str, rate: int, count: int) -> dict:
         spk = PyAudioSpeaker(AudioSettings(output_rate=rate, volume=100))
         running = speaker_running(spk)
         period = spk.settings.period_ms / 1000
-        pending: list[float] = []
-        delays: list[float] = []
-
-        def on_played(block):
-            if pending and block.any():
-                delays.append(time.monotonic() - pending.pop())
-
-        spk.buffer.on_played = on_played
+        pending, delays = first_sample_timer(spk)
         rng = np.random.default_rng(0)
         burst = np.full(240, 1000, dtype=np.int16)
         for i in range(count):
@@ -401,14 +408,7 @@ def pulse_wake(folder: str, count: int, rest_after_s: float = 0.3) -> dict:
         spk = playback.PyAudioSpeaker(AudioSettings(output_rate=24000, volume=100))
         tap = MonitorTap()
         running = speaker_running(spk) or spk.resting  # (it may rest before it is seen running)
-        pending: list[float] = []
-        delays: list[float] = []
-
-        def on_played(block):
-            if pending and block.any():
-                delays.append(time.monotonic() - pending.pop())
-
-        spk.buffer.on_played = on_played
+        pending, delays = first_sample_timer(spk)
         rested, deltas = [], []
         for i in range(count):
             rested.append(wait_until(lambda: spk.resting, rest_after_s + 3))
