@@ -179,8 +179,11 @@ class LinearEcho:
 
     def impulse(self) -> np.ndarray:
         """The path the output copy has learnt, as a time-domain impulse response."""
+        return self._impulse_of(self._output)
+
+    def _impulse_of(self, weights: np.ndarray) -> np.ndarray:
         n = self.block
-        return np.concatenate([np.fft.irfft(w)[:n] for w in self._output])
+        return np.concatenate([np.fft.irfft(part)[:n] for part in weights])
 
     def watch(self, far: np.ndarray, near: np.ndarray) -> None:
         """A block played and heard, learnt from in no way (its path is being looked for):
@@ -200,7 +203,7 @@ class LinearEcho:
         by as much, in both copies, and the path is trusted again once it shows it fits."""
         n = self.block
         for w in (self._adapting, self._output):
-            h = np.concatenate([np.fft.irfft(part)[:n] for part in w])
+            h = self._impulse_of(w)
             h = np.r_[np.zeros(samples), h[:len(h) - samples]] if samples >= 0 else \
                 np.r_[h[-samples:], np.zeros(-samples)]
             for k in range(self.parts):
@@ -418,11 +421,6 @@ class Realigner:
         """Samples to add to the pairing (positive: the echo now comes later)."""
         self.done = False
 
-    @property
-    def started(self) -> bool:
-        """Audible far end has been played since the restart."""
-        return self._spent > 0
-
     def add(self, far: np.ndarray | None, near: np.ndarray, audible: bool) -> None:
         """One paired block and its microphone frame; None: the pairing moved (a block was
         late, or a surplus was trimmed), so what was collected no longer lines up."""
@@ -597,7 +595,6 @@ class EchoCanceller:
             self._model.watch(far, frame)
         else:
             self._model.process(far, frame, heard_db=_db(result.astype(np.float64)))
-
         residual = self._model.residual
         np.clip(np.rint(residual), -32768, 32767, out=residual)
         self._residual[:] = residual
