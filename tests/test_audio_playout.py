@@ -231,3 +231,34 @@ def test_reference_ring_counts_a_run_each_time_the_stream_runs_again():
     ring.write(ramp(480, 960))
     assert ring.runs == 3 and not ring.paused
     np.testing.assert_array_equal(ring.read(1440), ramp(1440))
+
+
+def _calls(watch, calls):
+    """Feeds (time, delay) calls of 20 ms blocks; returns which ones said 'swallowed'."""
+    return [watch.swallowed(t, d, 0.02) for t, d in calls]
+
+
+def test_a_device_that_swallows_blocks_at_a_restart_is_told_from_one_that_fills_up():
+    """A stream's start fills the device (delay 0, 20, 40 ms, a call each ms): nothing
+    swallowed; PulseAudio's restart after a rest (a call each ~1.2 ms, the delay staying 0,
+    as measured in the daemon: 81 calls, 1.6 s never heard) swallows every block until the
+    delay grows again."""
+    from agent.audio.playback import SwallowWatch
+
+    filling = [(0.0, 0.0), (0.001, 0.019), (0.002, 0.038), (0.02, 0.05), (0.04, 0.05)]
+    assert _calls(SwallowWatch(), filling) == [False] * 5
+    swallowing = [(0.0012 * i, 0.0) for i in range(81)] + [(0.0985, 0.0391), (0.1585, 0.0396)]
+    said = _calls(SwallowWatch(), swallowing)
+    assert said == [False] + [True] * 80 + [False, False]
+
+
+def test_jitter_late_calls_and_a_device_without_figures_are_not_swallowing():
+    """Two calls 0.2 ms apart whose delay grew by a block (PortAudio's jitter), a late call
+    whose delay fell (the device ran low), and a reset (no figures) are no swallow."""
+    from agent.audio.playback import SwallowWatch
+
+    watch = SwallowWatch()
+    assert _calls(watch, [(0.0, 0.040), (0.0288, 0.0323), (0.029, 0.0521), (0.06, 0.041),
+                          (0.115, 0.001)]) == [False] * 5
+    watch.reset()
+    assert watch.swallowed(0.116, 0.0, 0.02) is False

@@ -145,6 +145,8 @@ class LinearEcho:
         """The room's noise at the microphone, dBFS (the quietest recent block)."""
         self.copies = 0
         """Times the output copy took the adapting copy's weights."""
+        self.learnt = False
+        """The model was trusted once: it holds a path worth finding again after a restart."""
 
     @property
     def far_active(self) -> bool:
@@ -176,6 +178,7 @@ class LinearEcho:
             a[:] = 0
         self._far_levels[:] = -120.0
         self.erle_db = 0.0
+        self.learnt = False
 
     def impulse(self) -> np.ndarray:
         """The path the output copy has learnt, as a time-domain impulse response."""
@@ -326,8 +329,8 @@ class LinearEcho:
             if user:
                 rate *= 0.1
             self.erle_db += rate * (min(max(removed, -10.0), 60.0) - self.erle_db)
-            if self._probation and self.trusted:
-                self._probation = False
+            if self.trusted:
+                self._probation, self.learnt = False, True
 
 
 def _power_db(level_db: float, noise: float, floor: float = -120.0) -> float:
@@ -393,7 +396,7 @@ def _pipeline_delay(noise_suppression: bool) -> int:
 class Realigner:
     """Where the echo sits after the speaker's stream ran again, against the old pairing.
 
-    A restarted stream is paired with the microphone to within tens of ms (the sound server
+    A restarted stream is paired with the microphone to within 100 ms (the sound server
     buffers each start its own way), while both models knew the path to the sample. This
     collects the far blocks paired and the microphone frames after the restart; once FIND_S
     of audible far end (and the echo's delay after it) went by, it predicts the echo with the
@@ -406,7 +409,7 @@ class Realigner:
     FIND_S = 0.6
     AFTER_S = 0.25       # echo still arriving after the last far block used
     GIVE_UP_S = 2.5
-    MAX_SHIFT_S = 0.1
+    MAX_SHIFT_S = 0.2    # (a null sink's restarts moved it by up to 99 ms)
     STANDS_OUT = 2.5     # the peak over the best elsewhere (outside +-1 ms of it)
 
     def __init__(self, impulse: Callable[[], np.ndarray], block: int = FRAME_SAMPLES):
@@ -725,9 +728,12 @@ class EchoCanceller:
         cold (its delay estimate would hold on to the old lag: a cold start removes more
         echo in the first second); the linear model only watches, its gate shut from the
         first block of the next reply, until the Realigner has found by how much its path
-        moved (see _realigned)."""
+        moved (see _realigned); a model never trusted yet has no path to find and learns at
+        once (a Realigner looking for an empty path used the first 2.5 s of every reply, so
+        short replies taught it nothing, ever)."""
         self._pair_with_newest()
-        self._realigner = Realigner(self._model.impulse)
+        if self._model.learnt:  # (a path never learnt has nothing to find: it learns at once)
+            self._realigner = Realigner(self._model.impulse)
         self._model.realign()
         old, self._apm = self._apm, self._new_module()
         self._dispose(old)

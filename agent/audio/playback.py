@@ -41,6 +41,35 @@ RESTART_PROBE = 8   # callbacks after a restart that must come within a period e
                     # first), plus 0.1 s, for the device to count as restarting at once
 
 
+class SwallowWatch:
+    """Tells when the device swallows the blocks it takes instead of queueing them.
+
+    Seen on PulseAudio (ALSA's pulse plugin) when a stream starts again after a rest: for
+    0.1-0.2 s PortAudio calls back every millisecond or so, the device's delay stays at 0
+    however much is written, and none of it plays (1.6 s once: the "end" earcon lost but for
+    its first 40 ms, and the echo canceller, told that 1.6 s had played, lost its path). A
+    block was swallowed when the next call comes within half a block and the device's delay
+    has not grown by at least half a block. Only the device's own delay figures can tell.
+    """
+
+    def __init__(self):
+        self._last: tuple[float, float, float] | None = None  # (time, delay, block seconds)
+
+    def reset(self) -> None:
+        """No figures from the device (or a new stream): nothing to compare the next with."""
+        self._last = None
+
+    def swallowed(self, now: float, delay: float, seconds: float) -> bool:
+        """Whether the block handed at the last call was swallowed. now: the device clock at
+        this call; delay: seconds until this call's block plays; seconds: its length."""
+        last, self._last = self._last, (now, delay, seconds)
+        if last is None:
+            return False
+        then, was, length = last
+        elapsed = now - then
+        return elapsed < length / 2 and delay < was + length / 2 - elapsed
+
+
 class PyAudioSpeaker(BufferedSpeaker):
     """The configured output device, open from construction until close().
 
@@ -77,6 +106,11 @@ class PyAudioSpeaker(BufferedSpeaker):
         self._resampler = None
         self._closed = False
         self._probe: list | None = None  # [restart time, callbacks since] while timing one
+        self._swallow = SwallowWatch()
+        self._swallowing = False
+        self.swallowed = 0
+        """Blocks the device took and dropped (a sound server's restart): silence was given
+        instead of the queued audio, which waited."""
         self.restarts_at_once: bool | None = None
         """Whether the last restart of the stream ran at once (None: none timed yet); after
         one that did not, the stream no longer rests while idle."""
@@ -186,6 +220,8 @@ class PyAudioSpeaker(BufferedSpeaker):
     def _restarted(self) -> None:
         """Between the stream's abort and its start: what it held never plays."""
         self.buffer.reference.cut()
+        self._swallow.reset()
+        self._swallowing = False
         self._probe = [time.monotonic(), 0]
         self._fifo_len = 0
         if self._resampler is not None:
@@ -207,10 +243,18 @@ class PyAudioSpeaker(BufferedSpeaker):
         if status & self._underflow_flag:
             self.device_underflows += 1
         dac, now = time_info.get("output_buffer_dac_time", 0), time_info.get("current_time", 0)
-        delay = dac - now if dac > 0 and now > 0 and 0 <= dac - now < 2 else self._latency
+        if dac > 0 and now > 0 and 0 <= dac - now < 2:
+            delay = dac - now
+            self._watch_swallow(now, delay, frame_count / self._rate)
+        else:
+            delay = self._latency
+            self._swallow.reset()
         if len(self._block) != frame_count:  # PortAudio keeps the block size; just in case
             self._prepare(self._rate, frame_count)
-        if self._resampler is None:
+        if self._swallowing:  # nothing plays: the queue waits, and the reference is not told
+            pcm = self._block
+            pcm[:] = 0
+        elif self._resampler is None:
             pcm = self._block
             self.buffer.read(pcm, delay)
         else:
@@ -226,6 +270,17 @@ class PyAudioSpeaker(BufferedSpeaker):
             self._wide[:] = pcm[:, None]
             return self._wide.tobytes(), flag
         return pcm.tobytes(), flag
+
+    def _watch_swallow(self, now: float, delay: float, seconds: float) -> None:
+        """Swallowed blocks never play: the run the echo canceller pairs with starts after."""
+        dropped = self._swallow.swallowed(now, delay, seconds)
+        if dropped:
+            self.swallowed += 1
+            if not self._swallowing:
+                self._swallowing = True
+                self.buffer.reference.cut()
+        else:
+            self._swallowing = False
 
     def _time_restart(self, frame_count: int) -> None:
         probe = self._probe
