@@ -119,6 +119,45 @@ def playback_exact(folder: str, rate: int, channels: int) -> dict:
     return out
 
 
+def swallowing_device(folder: str) -> dict:
+    """The speaker's callback, called by hand with the times PortAudio gave in the daemon when
+    PulseAudio swallowed a restart's blocks (a call each 1.2 ms, the delay staying 0), then
+    with the delay growing again: what it gave the device, what it took from the queue, and
+    what it told the echo canceller's reference."""
+    from agent.audio.playback import PyAudioSpeaker
+
+    spk = PyAudioSpeaker(AudioSettings(output_rate=SAMPLE_RATE, volume=100))
+    spk.close()  # (no device thread from here on: the callback is ours to call)
+    ring, delta = spk.buffer.reference, noise(4800, 9, 8000)
+    out: list[np.ndarray] = []
+
+    def call(now: float, delay: float) -> None:
+        data, _ = spk._callback(None, 480, {"current_time": now,
+                                            "output_buffer_dac_time": now + delay}, 0)
+        out.append(np.frombuffer(data, dtype="<i2").copy())
+
+    for i in range(3):  # a device playing in real time (the file card is not: never watched)
+        call(99.0 + 0.02 * i, 0.04)
+    spk._restarted()  # (what a restart does between the stream's abort and its start)
+    spk.play(delta, "d")
+    out.clear()
+
+    call(100.0, 0.0)
+    call(100.0012, 0.0)
+    during = {"queued": spk.buffer.queued_samples, "written": ring.written, "runs": ring.runs}
+    for i in range(2, 30):
+        call(100.0 + 0.0012 * i, 0.0)
+    after = {"queued": spk.buffer.queued_samples, "written": ring.written, "runs": ring.runs,
+             "paused": ring.paused}
+    for i in range(12):
+        call(100.04 + 0.02 * i, 0.039)
+    pcm = np.concatenate(out)
+    return {"during": during, "after": after, "swallowed": spk.swallowed,
+            "silent_while_swallowing": not pcm[480:30 * 480].any(),
+            "rest_of_delta_at": find(pcm[30 * 480:], delta[480:]), "runs_at_end": ring.runs,
+            "delta_first_block_at": find(pcm[:480], delta[:480])}
+
+
 def devices_listing(config_path: str) -> dict:
     """`mira-agent devices` on the file card with a config."""
     import contextlib

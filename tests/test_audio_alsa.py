@@ -50,6 +50,21 @@ def test_playback_at_48k_stereo_is_one_resampled_stream_on_both_channels(card):
     assert r["max_diff"] <= 1 and r["compared"] > 37000, r  # the tail differs: silence follows
 
 
+def test_blocks_the_device_swallows_are_silence_the_queue_waits_and_a_new_run_starts(card):
+    """Told by the device's delay that blocks vanish (a call each 1.2 ms, the delay staying 0,
+    as PulseAudio did at a restart), the speaker gives silence, takes nothing from the queue
+    and writes nothing to the reference; when the delay grows again the queued delta plays on
+    from where it was and the reference counts a new run (the canceller pairs afresh after)."""
+    folder, env = card
+    r = run_scenario("swallowing_device", env, str(folder))
+    assert r["delta_first_block_at"] == 0  # (taken before the device showed it swallows)
+    assert r["swallowed"] == 29 and r["silent_while_swallowing"], r
+    during, after = r["during"], r["after"]
+    assert after["queued"] == during["queued"] == 4800 - 480, r
+    assert after["written"] == during["written"] and after["paused"], r
+    assert r["rest_of_delta_at"] >= 0 and r["runs_at_end"] == after["runs"] + 1, r
+
+
 def test_devices_lists_marks_the_pick_and_lists_candidates_of_an_ambiguous_name(card):
     """`mira-agent devices` marks the output the config picks; an ambiguous input name lists both
     candidates and exits 1."""

@@ -238,27 +238,50 @@ def _calls(watch, calls):
     return [watch.swallowed(t, d, 0.02) for t, d in calls]
 
 
+def _restarted():
+    """A watch on a device seen to play in real time, whose stream just started again."""
+    from agent.audio.playback import SwallowWatch
+
+    watch = SwallowWatch()
+    _calls(watch, [(-1.0, 0.04), (-0.98, 0.04)])
+    watch.restart()
+    return watch
+
+
 def test_a_device_that_swallows_blocks_at_a_restart_is_told_from_one_that_fills_up():
     """A stream's start fills the device (delay 0, 20, 40 ms, a call each ms): nothing
     swallowed; PulseAudio's restart after a rest (a call each ~1.2 ms, the delay staying 0,
     as measured in the daemon: 81 calls, 1.6 s never heard) swallows every block until the
     delay grows again."""
-    from agent.audio.playback import SwallowWatch
-
     filling = [(0.0, 0.0), (0.001, 0.019), (0.002, 0.038), (0.02, 0.05), (0.04, 0.05)]
-    assert _calls(SwallowWatch(), filling) == [False] * 5
+    assert _calls(_restarted(), filling) == [False] * 5
     swallowing = [(0.0012 * i, 0.0) for i in range(81)] + [(0.0985, 0.0391), (0.1585, 0.0396)]
-    said = _calls(SwallowWatch(), swallowing)
+    said = _calls(_restarted(), swallowing)
     assert said == [False] + [True] * 80 + [False, False]
 
 
-def test_jitter_late_calls_and_a_device_without_figures_are_not_swallowing():
-    """Two calls 0.2 ms apart whose delay grew by a block (PortAudio's jitter), a late call
-    whose delay fell (the device ran low), and a reset (no figures) are no swallow."""
+def test_only_a_restart_swallows_and_a_device_faster_than_real_time_does_not():
+    """Two calls 0.2 ms apart whose delay grew by a block (PortAudio's jitter) and a late call
+    whose delay fell (the device ran low) are no swallow; once ARMED_S went by with blocks
+    kept, nothing is (a catch-up after a stall mid-reply, however its delay reads); a device
+    never seen to play in real time (ALSA's file plugin: calls back to back, its delay 0 for
+    ever) swallows nothing, restart or not; after MOST_S swallowed the watch ends; a device
+    giving no figures: nothing to compare."""
     from agent.audio.playback import SwallowWatch
 
-    watch = SwallowWatch()
+    watch = _restarted()
     assert _calls(watch, [(0.0, 0.040), (0.0288, 0.0323), (0.029, 0.0521), (0.06, 0.041),
                           (0.115, 0.001)]) == [False] * 5
+    assert watch.armed  # (0.115 s into the watch)
+    assert _calls(watch, [(2.1, 0.04), (2.1005, 0.0)]) == [False, False] and not watch.armed
+    unpaced = SwallowWatch()
+    unpaced.restart()
+    assert not any(_calls(unpaced, [(1e-5 * i, 0.0) for i in range(400)]))
+    unpaced.restart()
+    assert not unpaced.paced and not any(_calls(unpaced, [(1e-5 * i, 0.0) for i in range(9)]))
+    most = int(SwallowWatch.MOST_S / 0.02)
+    said = _calls(_restarted(), [(1e-4 * i, 0.0) for i in range(most + 5)])
+    assert said == [False] + [True] * most + [False] * 4
+    watch = _restarted()
     watch.reset()
     assert watch.swallowed(0.116, 0.0, 0.02) is False

@@ -42,6 +42,7 @@ MAX_LEAD_S = 1.0  # played audio waiting for its microphone frames beyond which 
 CUSHION = 2       # blocks kept waiting (one for this frame, one for jitter)
 TRIM_FRAMES = 50  # frames (1 s) over which a surplus must persist to be trimmed
 HOLD_S = 0.6      # after the last audible far block, its echo may still come (delay + tail)
+WAITING_RATE = 0.02  # per frame (a second): how fast the blocks waiting on average follow
 
 
 class _Fifo:
@@ -223,7 +224,9 @@ class LinearEcho:
         what it played before is forgotten, and the gate stays shut until the model is
         trusted again (erle_db from 0): a model that removed a lot at the old lag may remove
         little at the new one, now and then, frame by frame, which is how echo would pass a
-        graded gate. The weights are kept (the room is the same) and adapt to the new lag."""
+        graded gate. The weights are kept (the room is the same) and adapt to the new lag.
+        A model never trusted has nothing to doubt: its gate is graded from the first block
+        played (it opens only as far as the model shows it removes the echo)."""
         self.forget_far()
         self.erle_db = 0.0
         self._probation = True
@@ -232,18 +235,21 @@ class LinearEcho:
 
     def far_only(self, far: np.ndarray) -> None:
         """A played block with no microphone frame of its own (the far end was trimmed):
-        the frames after it pair with far blocks one later, so the echo sits one lag later."""
+        the frames after it pair with far blocks one later, so the echo sits one lag later.
+        (The path turns round rather than falling off an end: jitter moves the pairing both
+        ways, a late block and a trim a moment apart, and each move back must find the path
+        it left; one that fell off was lost: in the daemon, a path learnt whole was a tail
+        after a few late blocks at a restart.)"""
         self._push_far(far)
         for w in (self._adapting, self._output):
-            w[1:] = w[:-1]
-            w[0] = 0
+            w[:] = np.roll(w, 1, axis=0)
 
     def no_far(self, near: np.ndarray) -> None:
         """A microphone frame with no played block yet (the speaker was late): the frames
-        after it pair with far blocks one earlier, so the echo sits one lag earlier."""
+        after it pair with far blocks one earlier, so the echo sits one lag earlier (the
+        path turns round: see far_only)."""
         for w in (self._adapting, self._output):
-            w[:-1] = w[1:]
-            w[-1] = 0
+            w[:] = np.roll(w, -1, axis=0)
         self.residual[:] = near
         self.mic_db = _db(np.asarray(near, dtype=np.float64))
         self.echo_db = -120.0
@@ -270,6 +276,8 @@ class LinearEcho:
         near = np.asarray(near, dtype=np.float64)
         self._unknown = self._doubt = False
         self._push_far(far)
+        if self._probation and not self.learnt and self.far_active:
+            self._probation = False  # nothing learnt to doubt: graded, it opens as it learns
         near_db = self.mic_db = _db(near)
         self._track_floor(near_db)
         if not self.far_active:  # nothing played lately: no echo, nothing to learn
@@ -331,6 +339,25 @@ class LinearEcho:
             self.erle_db += rate * (min(max(removed, -10.0), 60.0) - self.erle_db)
             if self.trusted:
                 self._probation, self.learnt = False, True
+
+
+def _shifted(x: np.ndarray, samples: int) -> np.ndarray:
+    """x delayed by samples (advanced if negative), zeros shifted in."""
+    out = np.zeros_like(x)
+    if samples >= 0:
+        out[samples:] = x[:len(x) - samples]
+    else:
+        out[:len(x) + samples] = x[-samples:]
+    return out
+
+
+def _removed_db(near: np.ndarray, estimate: np.ndarray) -> float:
+    """dB of near that the estimate, scaled at best (least squares), takes away."""
+    power = float(np.dot(estimate, estimate))
+    if power <= 0.0:
+        return 0.0
+    left = near - float(np.dot(near, estimate)) / power * estimate
+    return 10.0 * float(np.log10(float(np.dot(near, near)) / max(float(np.dot(left, left)), 1e-9)))
 
 
 def _power_db(level_db: float, noise: float, floor: float = -120.0) -> float:
@@ -400,17 +427,24 @@ class Realigner:
     buffers each start its own way), while both models knew the path to the sample. This
     collects the far blocks paired and the microphone frames after the restart; once FIND_S
     of audible far end (and the echo's delay after it) went by, it predicts the echo with the
-    path the linear model learnt and finds, by GCC-PHAT, the shift (within MAX_SHIFT_S) at
-    which the microphone matches the prediction: added to the pairing, it gives both models
-    their old path back. A peak that does not stand out (a user talking over the whole
-    start, a changed room) gives no shift; after GIVE_UP_S of audible far end it gives up.
+    path the linear model learnt and finds, by GCC-PHAT, the shifts (within MAX_SHIFT_S) at
+    which the microphone best matches the prediction; the one whose shifted prediction,
+    scaled at best, removes the most of the microphone (at least FITS_DB) is the shift:
+    added to the pairing, it gives both models their old path back. The test is what a
+    peak's height could not tell: a path that no longer fits (a changed room, a path pushed
+    out of the model) explains nothing at any shift and the search ends at once, so that the
+    model learns from then on (it does not while the search goes on); a user talking over
+    the start explains some: the next window is tried, until GIVE_UP_S of audible far end.
     """
 
     FIND_S = 0.6
     AFTER_S = 0.25       # echo still arriving after the last far block used
     GIVE_UP_S = 2.5
     MAX_SHIFT_S = 0.2    # (a null sink's restarts moved it by up to 99 ms)
-    STANDS_OUT = 2.5     # the peak over the best elsewhere (outside +-1 ms of it)
+    CANDIDATES = 4       # peaks of the correlation tried (a speech's pitch gives neighbours)
+    FITS_DB = 3.0        # the echo the shifted path must explain (right shifts: 33-61 dB; a
+                         # path whose direct sound was lost, 3.4)
+    FITS_NOTHING_DB = 0.5  # under this at every peak the path explains nothing: learn anew
 
     def __init__(self, impulse: Callable[[], np.ndarray], block: int = FRAME_SAMPLES):
         self._impulse = impulse  # the path as learnt when the window closes (it follows moves)
@@ -422,6 +456,10 @@ class Realigner:
         self._spent = 0          # audible far blocks seen in all tries
         self.shift: int | None = None
         """Samples to add to the pairing (positive: the echo now comes later)."""
+        self.fit_db = 0.0
+        """How much of the microphone the path, shifted so, explains (dB removed)."""
+        self.explains_nothing = False
+        """The last window found the path explaining nothing at any shift (it no longer fits)."""
         self.done = False
 
     def add(self, far: np.ndarray | None, near: np.ndarray, audible: bool) -> None:
@@ -457,17 +495,21 @@ class Realigner:
         cc = np.fft.irfft(cross / (np.abs(cross) + 1e-9), 2 * size)
         most = int(self.MAX_SHIFT_S * SAMPLE_RATE)
         lags = np.concatenate((cc[-most:], cc[:most + 1]))
-        peak = int(np.argmax(lags))
         guard = SAMPLE_RATE // 1000
-        rest = np.concatenate((lags[:max(0, peak - guard)], lags[peak + guard + 1:]))
-        if len(rest) and lags[peak] >= self.STANDS_OUT * max(float(rest.max()), 1e-12):
-            self.shift = peak - most
-            self.done = True
+        fits = []
+        for _ in range(self.CANDIDATES):  # the peaks of the correlation, each put to the test
+            peak = int(np.argmax(lags))
+            fits.append((_removed_db(near, _shifted(predicted, peak - most)), peak - most))
+            lags[max(0, peak - guard):peak + guard + 1] = -np.inf
+        fit, shift = max(fits)
+        if fit >= self.FITS_DB:
+            self.shift, self.fit_db, self.done = shift, fit, True
             return
         self._far.clear()
         self._near.clear()
         self._audible = self._since = 0
-        if self._spent >= self.GIVE_UP_S * SAMPLE_RATE / self._block:
+        self.explains_nothing = fit < self.FITS_NOTHING_DB
+        if self.explains_nothing or self._spent >= self.GIVE_UP_S * SAMPLE_RATE / self._block:
             self.done = True
 
 
@@ -527,8 +569,10 @@ class EchoCanceller:
         """Blocks by which the pairing of far end and microphone moved (a late speaker, a
         trimmed surplus); the models follow each."""
         self.restarts = 0
-        """Times the microphone fell over MAX_LEAD_S behind: pairing and model start over."""
+        """Times the microphone fell over MAX_LEAD_S behind (or the ring overran): the pairing
+        starts over and the echo's path is looked for again, as after a restart."""
         self._least, self._watched = len(self._fifo.buf), 0  # fewest blocks waiting at a frame
+        self._waiting = 1.0  # blocks waiting at a frame while the stream runs, on average
         self._dropped = reference.dropped
         self._runs = reference.runs
         self._realigner: Realigner | None = None
@@ -667,12 +711,13 @@ class EchoCanceller:
 
         One block per frame keeps the pairing however the two threads jitter or stall. What
         waits between them is kept small, so the far end leads its echo by as much as it can:
-        every frame starts with everything played so far; the first frame (or one that finds
-        over MAX_LEAD_S waiting) keeps only the newest block; and when more than CUSHION
-        blocks waited at every frame for a second, the surplus is played to the models
-        without a frame. A frame that finds nothing gets none (the speaker was late).
-        Both models are told of each shift, so none costs what they have learnt. A stream
-        that ran again after a stop is paired afresh (`_realign`).
+        every frame starts with everything played so far; the first frame keeps only the
+        newest block; and when more than CUSHION blocks waited at every frame for a second,
+        the surplus is played to the models without a frame. A frame that finds nothing
+        gets none (the speaker was late). Both models are told of each shift, so none costs
+        what they have learnt. A stream that ran again after a stop, and a frame that finds
+        over MAX_LEAD_S waiting (a stall) or the ring overrun, are paired afresh and the
+        echo's path looked for again (`_realign`).
         """
         ref, fifo, n, far = self._ref, self._fifo, FRAME_SAMPLES, self._far_block
         while fifo.size + n <= len(fifo.buf):
@@ -681,11 +726,16 @@ class EchoCanceller:
                 break
             self._ref_chunk[:] = chunk
             fifo.push(self._ref_chunk)
-        if self.frames == 0 or fifo.size + n > len(fifo.buf) or ref.dropped != self._dropped:
-            self._start_over()
+        if self.frames == 0:
+            self._pair_with_newest(1)
+        elif fifo.size + n > len(fifo.buf) or ref.dropped != self._dropped:
+            self.restarts += 1
+            self._realign()
         elif ref.runs != self._runs:
             self._realign()
         self._least = min(self._least, fifo.size // n)
+        if not ref.paused:
+            self._waiting += WAITING_RATE * (fifo.size / n - self._waiting)
         self._watched += 1
         if self._watched == TRIM_FRAMES:
             for _ in range(self._least - CUSHION):
@@ -706,32 +756,28 @@ class EchoCanceller:
         self.far_samples += n
         return far
 
-    def _start_over(self) -> None:
-        """Pair this frame with the newest block played (at the start, or after a stall)."""
-        self._pair_with_newest()
-        if self.frames:
-            self.restarts += 1
-            self._model.reset()
-
-    def _pair_with_newest(self) -> None:
+    def _pair_with_newest(self, keep: int) -> None:
+        """Pair this frame with the keep-th newest block played."""
         ref, fifo, n = self._ref, self._fifo, FRAME_SAMPLES
         while ref.read(n) is not None:  # (over MAX_LEAD_S behind: the ring still holds more)
             pass
-        fifo.pop(max(0, fifo.size - n))
+        fifo.pop(max(0, fifo.size - keep * n))
         self._dropped, self._runs = ref.dropped, ref.runs
         self._least, self._watched = len(fifo.buf), 0
 
     def _realign(self) -> None:
-        """The speaker's stream ran again (after a rest or a flush's abort): the pairing
-        starts over as at the first frame, which puts the echo within tens of ms of where
-        the models knew it (the sound server buffers each start its own way). WebRTC starts
+        """The speaker's stream ran again (after a rest or a flush's abort), or the pairing
+        was lost: it starts over with as many blocks waiting as waited on average while the
+        stream ran, which puts the echo within tens of ms of where the models knew it (the
+        sound server buffers each start its own way; paired with the newest block, the echo
+        sat up to 99 ms later, and the microphone's next frames found no block). WebRTC starts
         cold (its delay estimate would hold on to the old lag: a cold start removes more
         echo in the first second); the linear model only watches, its gate shut from the
         first block of the next reply, until the Realigner has found by how much its path
         moved (see _realigned); a model never trusted yet has no path to find and learns at
         once (a Realigner looking for an empty path used the first 2.5 s of every reply, so
         short replies taught it nothing, ever)."""
-        self._pair_with_newest()
+        self._pair_with_newest(min(max(1, round(self._waiting)), 2 * CUSHION + 2))
         if self._model.learnt:  # (a path never learnt has nothing to find: it learns at once)
             self._realigner = Realigner(self._model.impulse)
         self._model.realign()
@@ -743,13 +789,15 @@ class EchoCanceller:
     def _realigned(self) -> None:
         """The Realigner is done: its shift moves the path the linear model learnt to where
         the echo now is (the model is trusted again once it shows it fits); no shift found:
-        the model learns the new path, its gate shut until it is trusted. WebRTC, started
-        cold at the restart, finds the new path by itself (faster than one that holds on to
-        the old one)."""
+        the model learns the new path, its gate shut until it is trusted, from scratch if
+        the old path explained nothing at any shift. WebRTC, started cold at the restart,
+        finds the new path by itself (faster than one that holds on to the old one)."""
         finder, self._realigner = self._realigner, None
         if finder.shift is not None:
             self._model.shift_path(finder.shift)
             self.realigned_by.append(finder.shift)
+        elif finder.explains_nothing:
+            self._model.reset()
 
     @staticmethod
     def _dispose(apm) -> None:

@@ -9,7 +9,8 @@ finds the echo path afresh. Only a device that really runs again at once is let 
 restart (a wake, a flush) is timed, and after one that took long the stream keeps running
 (an idle PulseAudio null sink, with nothing reading its monitor, sleeps 2 s between renders:
 a restarted stream plays its first blocks, then waits); the flush at open is not timed, as
-the microphone may not be running yet. The PortAudio callback
+the microphone may not be running yet. A sound server that swallows a restart's first
+blocks (PulseAudio, see SwallowWatch) is given silence meanwhile. The PortAudio callback
 reads one block from the playout buffer, telling it how far that block is from the speaker
 (the device's DAC time, plus what waits in the resampler), which is what makes the per-item
 played positions true. When the device rate is not 24 kHz, a soxr streaming resampler and a
@@ -45,18 +46,34 @@ class SwallowWatch:
     """Tells when the device swallows the blocks it takes instead of queueing them.
 
     Seen on PulseAudio (ALSA's pulse plugin) when a stream starts again after a rest: for
-    0.1-0.2 s PortAudio calls back every millisecond or so, the device's delay stays at 0
-    however much is written, and none of it plays (1.6 s once: the "end" earcon lost but for
-    its first 40 ms, and the echo canceller, told that 1.6 s had played, lost its path). A
-    block was swallowed when the next call comes within half a block and the device's delay
-    has not grown by at least half a block. Only the device's own delay figures can tell.
+    0.1-0.4 s PortAudio calls back every millisecond or so (in bouts, for up to 1 s), the device's delay stays at 0
+    however much is written, and none of it plays (1.6 s once, 7 s another time: the "end"
+    earcon lost but for its first 40 ms, and the echo canceller, told that seconds had
+    played, lost its path). A block was swallowed when the next call comes within half a
+    block and the device's delay has not grown by at least half a block. Only the device's
+    own delay figures can tell, and only on a device seen to play in real time (one whose
+    delay held half a block: ALSA's file plugin calls back at once with a delay of 0, for
+    ever), just after a restart (ARMED_S, or while it goes on, up to MOST_S of audio).
     """
+
+    ARMED_S = 2.0
+    MOST_S = 30.0
 
     def __init__(self):
         self._last: tuple[float, float, float] | None = None  # (time, delay, block seconds)
+        self._until: float | None = None  # device time the watch ends (set at the first call)
+        self._gone = 0.0                  # seconds swallowed since the restart
+        self.paced = False
+        """The device was seen to play in real time (its delay held half a block)."""
+        self.armed = False
+        """The stream of a paced device started again lately: swallowed blocks are looked for."""
+
+    def restart(self) -> None:
+        """The stream starts again: watch its first calls (on a device seen to be paced)."""
+        self._last, self._until, self._gone, self.armed = None, None, 0.0, self.paced
 
     def reset(self) -> None:
-        """No figures from the device (or a new stream): nothing to compare the next with."""
+        """No figures from the device: nothing to compare the next call with."""
         self._last = None
 
     def swallowed(self, now: float, delay: float, seconds: float) -> bool:
@@ -67,7 +84,19 @@ class SwallowWatch:
             return False
         then, was, length = last
         elapsed = now - then
-        return elapsed < length / 2 and delay < was + length / 2 - elapsed
+        gone = elapsed < length / 2 and delay < was + length / 2 - elapsed
+        if not gone and delay >= length / 2:
+            self.paced = True
+        if not self.armed:
+            return False
+        if self._until is None:
+            self._until = then + self.ARMED_S
+        if gone:
+            self._gone += length
+            self.armed = self._gone <= self.MOST_S
+            return self.armed
+        self.armed = now < self._until
+        return False
 
 
 class PyAudioSpeaker(BufferedSpeaker):
@@ -220,7 +249,7 @@ class PyAudioSpeaker(BufferedSpeaker):
     def _restarted(self) -> None:
         """Between the stream's abort and its start: what it held never plays."""
         self.buffer.reference.cut()
-        self._swallow.reset()
+        self._swallow.restart()
         self._swallowing = False
         self._probe = [time.monotonic(), 0]
         self._fifo_len = 0
