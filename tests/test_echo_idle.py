@@ -104,10 +104,10 @@ def test_what_the_canceller_learnt_holds_across_a_long_pause(voices):
 def test_a_stream_that_ran_again_finds_its_echo_and_the_gate_holds_until_then(voices, later_ms):
     """The speaker's stream stops (nothing written for 3 s: the far end reads as silence, the
     pairing does not drift) and runs again with its echo later or earlier than before (a
-    restart buffers its own way: up to 99 ms measured on a null sink). The gate is shut from the restart while the
-    canceller finds the shift, to the sample, within its first 0.85 s; with it both models
-    have their old path back: no speech start over the reply, WebRTC removes >= 50 dB after
-    its first second, and the gate opens again within 1.5 s."""
+    restart buffers its own way: up to 99 ms measured on a null sink). The gate is shut
+    from the restart while the canceller finds the shift, to the sample, within its first
+    0.85 s; with it both models have their old path back: no speech start over the reply,
+    WebRTC removes >= 50 dB after its first second, and the gate opens again within 1.5 s."""
     story, user = voices
     path = Path()
     far, mic, _ = scene(story, user, tail_s=1.0)

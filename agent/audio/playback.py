@@ -46,14 +46,15 @@ class SwallowWatch:
     """Tells when the device swallows the blocks it takes instead of queueing them.
 
     Seen on PulseAudio (ALSA's pulse plugin) when a stream starts again after a rest: for
-    0.1-0.4 s PortAudio calls back every millisecond or so (in bouts, for up to 1 s), the device's delay stays at 0
-    however much is written, and none of it plays (1.6 s once, 7 s another time: the "end"
-    earcon lost but for its first 40 ms, and the echo canceller, told that seconds had
-    played, lost its path). A block was swallowed when the next call comes within half a
-    block and the device's delay has not grown by at least half a block. Only the device's
-    own delay figures can tell, and only on a device seen to play in real time (one whose
-    delay held half a block: ALSA's file plugin calls back at once with a delay of 0, for
-    ever), just after a restart (ARMED_S, or while it goes on, up to MOST_S of audio).
+    0.1-0.4 s (in bouts, up to 1 s after the start) PortAudio calls back every millisecond or
+    so, the device's delay stays at 0 however much is written, and none of it plays (1.6 s
+    once, 7 s another time: the "end" earcon lost but for its first 40 ms, and the echo
+    canceller, told that seconds had played, lost its path). A block was swallowed when the
+    next call comes within half a block and the device's delay has not grown by at least half a
+    block. Only the device's own delay figures can tell, and only on a device seen to play in
+    real time (one whose delay held half a block: ALSA's file plugin calls back at once with a
+    delay of 0, for ever), just after a restart (ARMED_S, or while it goes on, up to MOST_S of
+    audio).
     """
 
     ARMED_S = 2.0
