@@ -42,7 +42,6 @@ MAX_LEAD_S = 1.0  # played audio waiting for its microphone frames beyond which 
 CUSHION = 2       # blocks kept waiting (one for this frame, one for jitter)
 TRIM_FRAMES = 50  # frames (1 s) over which a surplus must persist to be trimmed
 HOLD_S = 0.6      # after the last audible far block, its echo may still come (delay + tail)
-WAITING_RATE = 0.02  # per frame (a second): how fast the blocks waiting on average follow
 
 
 class _Fifo:
@@ -572,7 +571,6 @@ class EchoCanceller:
         """Times the microphone fell over MAX_LEAD_S behind (or the ring overran): the pairing
         starts over and the echo's path is looked for again, as after a restart."""
         self._least, self._watched = len(self._fifo.buf), 0  # fewest blocks waiting at a frame
-        self._waiting = 1.0  # blocks waiting at a frame while the stream runs, on average
         self._dropped = reference.dropped
         self._runs = reference.runs
         self._realigner: Realigner | None = None
@@ -727,15 +725,13 @@ class EchoCanceller:
             self._ref_chunk[:] = chunk
             fifo.push(self._ref_chunk)
         if self.frames == 0:
-            self._pair_with_newest(1)
+            self._pair_with_newest()
         elif fifo.size + n > len(fifo.buf) or ref.dropped != self._dropped:
             self.restarts += 1
             self._realign()
         elif ref.runs != self._runs:
             self._realign()
         self._least = min(self._least, fifo.size // n)
-        if not ref.paused:
-            self._waiting += WAITING_RATE * (fifo.size / n - self._waiting)
         self._watched += 1
         if self._watched == TRIM_FRAMES:
             for _ in range(self._least - CUSHION):
@@ -756,28 +752,27 @@ class EchoCanceller:
         self.far_samples += n
         return far
 
-    def _pair_with_newest(self, keep: int) -> None:
-        """Pair this frame with the keep-th newest block played."""
+    def _pair_with_newest(self) -> None:
+        """Pair this frame with the newest block played (the far end leads by the most)."""
         ref, fifo, n = self._ref, self._fifo, FRAME_SAMPLES
         while ref.read(n) is not None:  # (over MAX_LEAD_S behind: the ring still holds more)
             pass
-        fifo.pop(max(0, fifo.size - keep * n))
+        fifo.pop(max(0, fifo.size - n))
         self._dropped, self._runs = ref.dropped, ref.runs
         self._least, self._watched = len(fifo.buf), 0
 
     def _realign(self) -> None:
         """The speaker's stream ran again (after a rest or a flush's abort), or the pairing
-        was lost: it starts over with as many blocks waiting as waited on average while the
-        stream ran, which puts the echo within tens of ms of where the models knew it (the
-        sound server buffers each start its own way; paired with the newest block, the echo
-        sat up to 99 ms later, and the microphone's next frames found no block). WebRTC starts
-        cold (its delay estimate would hold on to the old lag: a cold start removes more
-        echo in the first second); the linear model only watches, its gate shut from the
-        first block of the next reply, until the Realigner has found by how much its path
-        moved (see _realigned); a model never trusted yet has no path to find and learns at
-        once (a Realigner looking for an empty path used the first 2.5 s of every reply, so
-        short replies taught it nothing, ever)."""
-        self._pair_with_newest(min(max(1, round(self._waiting)), 2 * CUSHION + 2))
+        was lost: it starts over as at the first frame, with the newest block, which puts
+        the echo within 100 ms of where the models knew it (the sound server buffers each
+        start its own way; the Realigner searches +-200 ms). WebRTC starts cold (its delay
+        estimate would hold on to the old lag: a cold start removes more echo in the first
+        second); the linear model only watches, its gate shut from the first block of the
+        next reply, until the Realigner has found by how much its path moved (see
+        _realigned); a model never trusted yet has no path to find and learns at once (a
+        Realigner looking for an empty path used the first 2.5 s of every reply, so short
+        replies taught it nothing, ever)."""
+        self._pair_with_newest()
         if self._model.learnt:  # (a path never learnt has nothing to find: it learns at once)
             self._realigner = Realigner(self._model.impulse)
         self._model.realign()
