@@ -3,7 +3,11 @@ real `mira-agent run` process (utime + stime of all its threads, from /proc), on
 null-sink path the tests use, with the default config (but the server's address): a quiet room
 (pink noise at -60 dBFS), speech in the room (a television: several voices, no wake word) and
 digital silence, echo cancelling on and off; the audio I/O and the loop alone (no echo
-canceller, no wake word); and, in the same run, the wake model alone on the same audio.
+canceller, no wake word); and, in the same run, the wake model alone on the same audio and the
+path's own floor: a bare PortAudio input stream (no daemon) opened as the microphone is, whose
+callback only returns. On this rig the floor is mostly libpulse's client thread, which wakes for
+every few ms the null sink's monitor hands over, whatever period is asked for; a Pi's ALSA `hw:`
+card has no such thread, so the daemon's own share is the difference.
 
 Each case is a fresh daemon, measured over BENCH_IDLE_S seconds of audio (default 15) once it
 is ready and its speaker's stream has come to rest (what waiting is); the cases take turns BENCH_IDLE_REPEATS times (default 3) and the rows quote medians.
@@ -14,6 +18,7 @@ room that fell silent early) fails its row whatever the target.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +28,7 @@ import numpy as np
 
 from agent.audio.playback import REST_AFTER_S
 from benchmarks.common import Row, median
-from benchmarks.room import RATE, DaemonProcess, Room, config_text, pink, tv_speech
+from benchmarks.room import RATE, DaemonProcess, Room, config_text, cpu_seconds, pink, tv_speech
 
 SECONDS = float(os.environ.get("BENCH_IDLE_S", "15"))
 REPEATS = int(os.environ.get("BENCH_IDLE_REPEATS", "3"))
@@ -76,6 +81,44 @@ def _measure(folder: Path, url: str, room: Room, sound: np.ndarray | None,
         daemon.stop()
 
 
+# the microphone as agent.audio.capture opens it (rate, period, 16-bit mono, a callback), and
+# nothing else
+BARE_STREAM = """
+import sys, time, pyaudio
+pa = pyaudio.PyAudio()
+stream = pa.open(format=pyaudio.paInt16, channels=1, rate=48000, input=True,
+                 frames_per_buffer=48000 * {period_ms} // 1000,
+                 stream_callback=lambda *a: (None, pyaudio.paContinue))
+print("open", flush=True)
+time.sleep({seconds})
+"""
+
+
+def _bare_stream(room: Room, sound: np.ndarray | None) -> tuple[float | None, str]:
+    """CPU s per audio s of a process holding only an input stream on the room's path."""
+    from agent.audio.settings import AudioSettings
+
+    code = BARE_STREAM.format(period_ms=AudioSettings().input_period_ms, seconds=SECONDS + 30)
+    proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, **room.env},
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        if proc.stdout.readline().strip() != "open":
+            return None, "the bare stream did not open"
+        if sound is not None:
+            room.play(sound)
+        time.sleep(2.0)  # the stream's start-up
+        cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
+        time.sleep(SECONDS)
+        cpu1, t1 = cpu_seconds(proc.pid), time.monotonic()
+        if proc.poll() is not None:
+            return None, "the bare stream exited during the measurement"
+        return (cpu1 - cpu0) / (t1 - t0), ""
+    finally:
+        room.stop_playing()
+        proc.kill()
+        proc.wait(10)
+
+
 def _wake_model_alone(sound: np.ndarray | None, gate: bool) -> float:
     """CPU s per audio s of the default wake detector on the room's audio (this thread):
     with its voice-activity gate (as the daemon runs it) or the model on every step."""
@@ -107,6 +150,7 @@ def rows() -> list[Row]:
     figures: dict[int, list[float | None]] = {i: [] for i in range(len(CASES))}
     alone: dict[tuple[str, bool], list[float]] = {(name, gate): [] for name in sounds
                                                   for gate in (False, True)}
+    floor: list[float | None] = []
     problems: list[str] = []
     with tempfile.TemporaryDirectory() as tmp, Room(Path(tmp)) as room, \
             DevServer(api_key=KEY) as server:
@@ -122,6 +166,12 @@ def rows() -> list[Row]:
                       f"{'-' if value is None else f'{value:.4f}'} {why}", file=sys.stderr)
             for (name, gate), values in alone.items():
                 values.append(_wake_model_alone(sounds[name], gate))
+            value, why = _bare_stream(room, sounds[QUIET])
+            floor.append(value)
+            if why:
+                problems.append(f"the path's floor: {why}")
+            print(f"  idle: the path's floor: {'-' if value is None else f'{value:.4f}'} {why}",
+                  file=sys.stderr)
     for problem in problems:
         print(f"  idle: {problem}", file=sys.stderr)
     out = []
@@ -133,6 +183,13 @@ def rows() -> list[Row]:
         out.append(Row(f"daemon idle, {name}, {label}: CPU s/audio s (median of {len(values)})",
                        shown, "-" if target is None else f"<= {target}",
                        ok if target is None else ok and median(values) <= target))
+    ok = _plausible(floor)
+    out.append(Row(f"the path's floor, quiet room: a bare input stream, no daemon: CPU s/audio s "
+                   f"(median of {len(floor)})", f"{median(floor):.4f}" if ok else "impossible", "-",
+                   None if ok else False))
+    if ok and _plausible(figures[0]):
+        out.append(Row("daemon idle, quiet room, defaults, over the path's floor: CPU s/audio s",
+                       f"{median(figures[0]) - median(floor):.4f}", "-", None))
     for (name, gate), values in alone.items():
         ok = _plausible(values)
         what = "the detector as the daemon runs it (voice gate)" if gate else "the model, every step"

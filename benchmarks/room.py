@@ -120,6 +120,13 @@ class Room:
         self._players.clear()
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a whole process (all its threads) so far, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICK
+
+
 class DaemonProcess:
     """`mira-agent run --config F` (the installed console script) in the room's sound server,
     with systemd's notify socket; stderr (the log) goes to a file."""
@@ -151,9 +158,7 @@ class DaemonProcess:
 
     def cpu_seconds(self) -> float:
         """utime + stime of the whole process (all its threads) so far."""
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICK
+        return cpu_seconds(self.proc.pid)
 
     def rss_kb(self) -> int:
         with open(f"/proc/{self.proc.pid}/status") as f:

@@ -4,7 +4,7 @@ import shutil
 
 import numpy as np
 import pytest
-from wake_corpus import count_steps, pink_noise, speech  # noqa: F401 (speech: fixture)
+from wake_corpus import count_steps, pink_noise, speech, with_noise  # noqa: F401 (speech: fixture)
 
 from agent.audio.base import FRAME_SAMPLES, SAMPLE_RATE
 from agent.wake.gate import MAX_STEPS_PER_FRAME, VoiceGate, load_vad
@@ -96,9 +96,23 @@ def test_no_frame_runs_more_than_a_few_model_steps_when_the_voice_starts(corpus)
     assert gated_most == MAX_STEPS_PER_FRAME  # the replays ran, a bounded share at a time
 
 
+def test_in_a_noisy_room_the_gate_lets_every_detection_through(speech):
+    """Wake words 10 dB over pink noise (the wake corpus's worst): the gate's floor, which keeps
+    steady noise out, still lets the voice wake the model for every detection, unchanged."""
+    rate, parts = SAMPLE_RATE, []
+    for text, voice, wpm, pause in CORPUS[::2]:
+        parts += [np.zeros(int(pause * rate)), speech(text, voice, wpm).astype(np.float64)]
+    noisy = with_noise(np.concatenate(parts + [np.zeros(3 * rate)]).astype(np.int16), 10.0, 3)
+    plain, _, _ = events(noisy, gated=False, threshold=0.5, refractory_s=2.0)
+    gated, _, _ = events(noisy, gated=True, threshold=0.5, refractory_s=2.0)
+    assert len(plain) >= 2
+    same_detections(plain, gated, VoiceGate(None, step_samples=1280, context_steps=26).catch_up_frames)
+
+
 def test_in_a_quiet_room_the_gated_model_hardly_runs():
-    """Room noise at -60 dBFS: once webrtcvad has settled (its first 2 s), the model runs on under 5 %
-    of the steps, and nothing fires."""
+    """Room noise at -60 dBFS: once webrtcvad has settled (its first 2 s), the model runs on under 2 %
+    of the steps (webrtcvad alone calls some of the noise's louder chunks voice: only a chunk over
+    the room's floor counts), and nothing fires."""
     room = pink_noise(12 * SAMPLE_RATE, 5)
     room = np.round(room * 32768 * 10 ** (-60 / 20) / room.std()).astype(np.int16)
     frames = [room[i:i + FRAME_SAMPLES] for i in range(0, len(room) - FRAME_SAMPLES + 1, FRAME_SAMPLES)]
@@ -110,7 +124,7 @@ def test_in_a_quiet_room_the_gated_model_hardly_runs():
         hits += [detector.process(f) for f in frames[settle:]]
         share = (gate.steps_run - run) / (gate.steps_seen - seen)
     assert not any(hits)
-    assert gate.steps_seen - seen >= 120 and share < 0.05
+    assert gate.steps_seen - seen >= 120 and share < 0.02
 
 
 class Scripted:
@@ -122,14 +136,23 @@ class Scripted:
     def is_speech(self, chunk, rate):
         return int(np.frombuffer(chunk, np.int16)[0]) in self.voiced
 
+    def step(self, i: int, samples: int = 1280) -> np.ndarray:
+        """Step i: each chunk's first sample is i; a voiced step is loud (a voice, not noise
+        webrtcvad took for one: the gate counts voice only over the room's floor)."""
+        pcm = np.full(samples, i, np.int16)
+        if i in self.voiced:
+            pcm[1::2] = 8000
+        return pcm
+
 
 def test_a_replayed_step_counts_only_when_its_whole_context_was_replayed():
     """After a pause longer than the ring, the oldest context - 1 replayed steps are marked as not counting."""
     step = 1280
-    gate = VoiceGate(Scripted({0, 40}), step_samples=step, context_steps=3, ring_steps=8, per_frame=100)
+    vad = Scripted({0, 40})
+    gate = VoiceGate(vad, step_samples=step, context_steps=3, ring_steps=8, per_frame=100)
     runs = []
     for i in range(41):
-        gate.admit(i, np.full(step, i, np.int16))
+        gate.admit(i, vad.step(i))
         runs.append(gate.take())
     # step 0's voiced chunks stay in the 10-chunk window through step 2; then the context of 3 steps
     assert [len(r) for r in runs[:6]] == [1] * 6 and runs[6] == []
@@ -144,13 +167,14 @@ def test_the_replay_is_caught_up_in_bounded_steps_per_frame_and_then_runs_in_ste
     once, in stream order, at most 2 a frame, all within catch_up_frames frames of the wake; after
     that each new step runs on the frame that brought it."""
     step, frames_per_step = 1280, 4
-    gate = VoiceGate(Scripted(set(range(100, 140))), step_samples=step, context_steps=26)
+    vad = Scripted(set(range(100, 140)))
+    gate = VoiceGate(vad, step_samples=step, context_steps=26)
     assert gate.catch_up_frames == 19  # the docstring's 360 ms: 18 frames after the waking one
     ran: list[tuple[int, int]] = []  # (frame, stream index)
     for frame in range(200 * frames_per_step):
         if frame % frames_per_step == 0:
             i = frame // frames_per_step
-            gate.admit(i, np.full(step, i, np.int16))
+            gate.admit(i, vad.step(i))
         taken = gate.take()
         assert len(taken) <= MAX_STEPS_PER_FRAME
         assert all(int(pcm[0]) == i for i, pcm, _ in taken)
@@ -168,13 +192,14 @@ def test_the_replay_is_caught_up_in_bounded_steps_per_frame_and_then_runs_in_ste
 def test_a_reset_drops_the_replay_still_to_run():
     """A reset while the model catches up: nothing of the old stream runs after it."""
     step = 1280
-    gate = VoiceGate(Scripted({40}), step_samples=step, context_steps=26)
+    vad = Scripted({40})
+    gate = VoiceGate(vad, step_samples=step, context_steps=26)
     for i in range(41):
-        gate.admit(i, np.full(step, i, np.int16))
+        gate.admit(i, vad.step(i))
     assert len(gate.take()) == MAX_STEPS_PER_FRAME
     gate.reset()
     assert gate.take(frames=100) == []
-    gate.admit(0, np.full(step, 40, np.int16))  # voiced: runs at once, and counts
+    gate.admit(0, vad.step(40))  # voiced: runs at once, and counts
     assert [(i, counts) for i, _, counts in gate.take()] == [(0, True)]
 
 
