@@ -33,7 +33,7 @@ class EchoSettings(Section):
     """Let the user's voice interrupt a reply (needs echo cancellation)."""
     barge_in_threshold_db: float = Field(-35.0, ge=-90, le=0)
     """Level of echo-cancelled speech (dBFS) that counts as the user talking."""
-    barge_in_ms: int = Field(200, ge=20, le=2000)
+    barge_in_ms: int = Field(150, ge=20, le=2000)
     """Speech must last this long to interrupt."""
 
 

@@ -105,9 +105,10 @@ def test_a_stream_that_ran_again_finds_its_echo_and_the_gate_holds_until_then(vo
     """The speaker's stream stops (nothing written for 3 s: the far end reads as silence, the
     pairing does not drift) and runs again with its echo later or earlier than before (a
     restart buffers its own way: up to 99 ms measured on a null sink). The gate is shut
-    from the restart while the canceller finds the shift, to the sample, within its first
-    0.85 s; with it both models have their old path back: no speech start over the reply,
-    WebRTC removes >= 50 dB after its first second, and the gate opens again within 1.5 s."""
+    from the restart while the canceller finds the shift, to the sample; with it both models
+    have their old path back: the path fits so well that the search ends after 0.3 s of
+    reply and its echo's 0.25 s, and the gate opens then; no speech start over the reply, and
+    WebRTC removes >= 50 dB after its first second."""
     story, user = voices
     path = Path()
     far, mic, _ = scene(story, user, tail_s=1.0)
@@ -131,9 +132,12 @@ def test_a_stream_that_ran_again_finds_its_echo_and_the_gate_holds_until_then(vo
     assert path.ec.realigned_by == [d]
     assert fires == []
     first_loud = next(k for k in range(len(far) // N) if db(far[k * N:(k + 1) * N]) > -60)
-    assert np.all(gates[:first_loud + 40] == np.inf)  # from the restart: no echo taken for a voice
+    # the block (from the first audible one, 0) whose frame ends the early search: the 15th
+    # audible block, then the 0.25 s its echo may take
+    found = int(Realigner.EARLY_S * SAMPLE_RATE / N) - 1 + int(Realigner.AFTER_S * SAMPLE_RATE / N) - 1
+    assert np.all(gates[:first_loud + found] == np.inf)  # from the restart: no echo taken for a voice
     opened = np.flatnonzero(np.isfinite(gates[first_loud:]))
-    assert len(opened) and opened[0] * N / SAMPLE_RATE <= 1.5, opened[:1]
+    assert len(opened) and opened[0] == found, opened[:1]  # found early: trusted at once
     tail = slice(lead + SAMPLE_RATE, lead + len(story))
     assert db(later[tail]) - db(clean[tail]) >= 50
 

@@ -113,6 +113,7 @@ class LinearEcho:
     FAR_ACTIVE_DB = -60.0   # played audio quieter than this leaves no echo worth the name
     ERLE_SNR_DB = 15.0      # a block teaches erle_db only this far above the room's noise
     FLOOR_RISE_DB = 0.06    # per block (3 dB/s): the floor follows a louder room slowly
+    FIT_SLACK_DB = 3.0      # a realignment's fit, less this, is what the model removes
 
     def __init__(self, block: int = FRAME_SAMPLES):
         n, bins = block, block + 1
@@ -201,9 +202,14 @@ class LinearEcho:
         """The floor drops to a quieter block at once and rises FLOOR_RISE_DB a block."""
         self.floor_db = min(near_db, self.floor_db + self.FLOOR_RISE_DB)
 
-    def shift_path(self, samples: int) -> None:
+    def shift_path(self, samples: int, fit_db: float = 0.0) -> None:
         """The echo now comes `samples` later (earlier if negative): the learnt path moves
-        by as much, in both copies, and the path is trusted again once it shows it fits."""
+        by as much, in both copies, and the path is trusted again once it shows it fits:
+        fit_db, what the path so shifted was seen to remove (less FIT_SLACK_DB: the best
+        scale of a window is a little kinder than the model's own), counts as shown."""
+        self.erle_db = max(self.erle_db, min(fit_db - self.FIT_SLACK_DB, 40.0))
+        if self.trusted:
+            self._probation = False
         n = self.block
         for w in (self._adapting, self._output):
             h = self._impulse_of(w)
@@ -425,7 +431,8 @@ class Realigner:
     A restarted stream is paired with the microphone to within 100 ms (the sound server
     buffers each start its own way), while both models knew the path to the sample. This
     collects the far blocks paired and the microphone frames after the restart; once FIND_S
-    of audible far end (and the echo's delay after it) went by, it predicts the echo with the
+    of audible far end (and the echo's delay after it) went by (EARLY_S, for a shift that
+    fits as well as a trusted model removes: the gate then opens at once), it predicts the echo with the
     path the linear model learnt and finds, by GCC-PHAT, the shifts (within MAX_SHIFT_S) at
     which the microphone best matches the prediction; the one whose shifted prediction,
     scaled at best, removes the most of the microphone (at least FITS_DB) is the shift:
@@ -437,6 +444,8 @@ class Realigner:
     """
 
     FIND_S = 0.6
+    EARLY_S = 0.3        # a first try, taken only if the path fits as well as a trusted one
+    EARLY_FITS_DB = LinearEcho.NEAR_UNDER_MIC_DB + LinearEcho.MARGIN_DB + 3.0
     AFTER_S = 0.25       # echo still arriving after the last far block used
     GIVE_UP_S = 2.5
     MAX_SHIFT_S = 0.2    # (a null sink's restarts moved it by up to 99 ms)
@@ -452,6 +461,7 @@ class Realigner:
         self._near: list[np.ndarray] = []
         self._audible = 0        # audible far blocks collected
         self._since = 0          # blocks since the FIND_S-th audible one
+        self._since_early = 0    # blocks since the EARLY_S-th audible one
         self._spent = 0          # audible far blocks seen in all tries
         self.shift: int | None = None
         """Samples to add to the pairing (positive: the echo now comes later)."""
@@ -467,9 +477,7 @@ class Realigner:
         if self.done:
             return
         if far is None:  # the pairing moved under the window: start it again
-            self._far.clear()
-            self._near.clear()
-            self._audible = self._since = 0
+            self._start_again()
             return
         if not self._far and not audible:
             return  # the window starts with the far end
@@ -477,15 +485,41 @@ class Realigner:
         self._near.append(np.asarray(near, dtype=np.float64).copy())
         self._audible += audible
         self._spent += audible
-        need = int(self.FIND_S * SAMPLE_RATE / self._block)
-        if self._audible >= need:
-            self._since += 1
-        if self._since >= int(self.AFTER_S * SAMPLE_RATE / self._block):
+        blocks = SAMPLE_RATE / self._block
+        self._since += self._audible >= int(self.FIND_S * blocks)
+        self._since_early += self._audible >= int(self.EARLY_S * blocks)
+        after = int(self.AFTER_S * blocks)
+        if self._since >= after:
             self._find()
-        elif self._spent >= self.GIVE_UP_S * SAMPLE_RATE / self._block:
+        elif self._since_early == after:
+            self._find_early()
+        elif self._spent >= self.GIVE_UP_S * blocks:
             self.done = True
 
+    def _start_again(self) -> None:
+        self._far.clear()
+        self._near.clear()
+        self._audible = self._since = self._since_early = 0
+
+    def _find_early(self) -> None:
+        """The first EARLY_S: the shift is taken now only if it fits so well that the model is
+        trusted at once (a clear echo: most restarts); else the window grows to FIND_S."""
+        fit, shift = self._best()
+        if fit >= self.EARLY_FITS_DB:
+            self.shift, self.fit_db, self.done = shift, fit, True
+
     def _find(self) -> None:
+        fit, shift = self._best()
+        if fit >= self.FITS_DB:
+            self.shift, self.fit_db, self.done = shift, fit, True
+            return
+        self._start_again()
+        self.explains_nothing = fit < self.FITS_NOTHING_DB
+        if self.explains_nothing or self._spent >= self.GIVE_UP_S * SAMPLE_RATE / self._block:
+            self.done = True
+
+    def _best(self) -> tuple[float, int]:
+        """(dB removed, shift) of the best-fitting shift of the window collected."""
         far, near, h = np.concatenate(self._far), np.concatenate(self._near), self._impulse()
         n = len(near)
         size = 1 << int(np.ceil(np.log2(n + len(h))))
@@ -500,16 +534,7 @@ class Realigner:
             peak = int(np.argmax(lags))
             fits.append((_removed_db(near, _shifted(predicted, peak - most)), peak - most))
             lags[max(0, peak - guard):peak + guard + 1] = -np.inf
-        fit, shift = max(fits)
-        if fit >= self.FITS_DB:
-            self.shift, self.fit_db, self.done = shift, fit, True
-            return
-        self._far.clear()
-        self._near.clear()
-        self._audible = self._since = 0
-        self.explains_nothing = fit < self.FITS_NOTHING_DB
-        if self.explains_nothing or self._spent >= self.GIVE_UP_S * SAMPLE_RATE / self._block:
-            self.done = True
+        return max(fits)
 
 
 class EchoCanceller:
@@ -789,7 +814,7 @@ class EchoCanceller:
         finds the new path by itself (faster than one that holds on to the old one)."""
         finder, self._realigner = self._realigner, None
         if finder.shift is not None:
-            self._model.shift_path(finder.shift)
+            self._model.shift_path(finder.shift, finder.fit_db)
             self.realigned_by.append(finder.shift)
         elif finder.explains_nothing:
             self._model.reset()

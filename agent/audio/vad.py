@@ -33,7 +33,7 @@ class VoiceActivity:
     that must accumulate before speech counts as started.
     """
 
-    def __init__(self, threshold_db: float = -35.0, min_speech_ms: int = 200, *,
+    def __init__(self, threshold_db: float = -35.0, min_speech_ms: int = 150, *,
                  hangover_ms: int = HANGOVER_MS, floor_margin_db: float = FLOOR_MARGIN_DB,
                  min_swing_db: float = MIN_SWING_DB):
         self.threshold_db = float(threshold_db)
