@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from pathlib import Path
 from typing import Callable, Mapping
 
-from agent.ratelog import RateLimitedLog
+from agent.statefile import StateFile, state_folder
 from agent.state import State
 
 log = logging.getLogger(__name__)
@@ -23,34 +22,24 @@ QUIET_STATES = (State.IDLE, State.OFFLINE, State.MUTED, State.ERROR)
 
 
 class VolumeStore:
-    """The last volume (0-100) in `folder`/volume; without a folder nothing is kept.
-
-    Under systemd the folder is the unit's StateDirectory= ($STATE_DIRECTORY,
-    /var/lib/mira-agent): it survives restarts, reboots and package upgrades.
-    """
+    """The last volume (0-100) in `folder`/volume; without a folder nothing is kept (see
+    agent.statefile: under systemd, the unit's StateDirectory=)."""
 
     def __init__(self, folder: Path | None):
-        self.path = folder / FILE_NAME if folder is not None else None
-        self._lock = threading.Lock()  # the tool thread and the conversation thread both save
-        self._ratelog = RateLimitedLog(log, interval_s=600)
+        self._file = StateFile(folder, FILE_NAME, "the volume")
+        self.path = self._file.path
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> VolumeStore:
         """The store in $STATE_DIRECTORY (its first folder), or one that keeps nothing."""
-        folder = environ.get("STATE_DIRECTORY", "").split(":")[0]
-        return cls(Path(folder) if folder else None)
+        return cls(state_folder(environ))
 
     def load(self) -> int | None:
         """The saved volume, or None (nothing saved, or unreadable: then one warning says so)."""
-        if self.path is None:
+        data = self._file.read(instead="using [audio] volume")
+        if data is None:
             return None
-        try:
-            text = self.path.read_text(encoding="ascii").strip()
-        except FileNotFoundError:
-            return None
-        except (OSError, UnicodeDecodeError) as e:
-            log.warning("cannot read the saved volume from %s (%s); using [audio] volume", self.path, e)
-            return None
+        text = data.decode("ascii", errors="replace").strip()
         if text.isdigit() and 0 <= int(text) <= 100:
             return int(text)
         log.warning("%s holds %r, not a volume 0-100; using [audio] volume", self.path, text[:20])
@@ -58,16 +47,7 @@ class VolumeStore:
 
     def save(self, percent: int) -> None:
         """Keep percent for the next start (written whole: a new file renamed over the old)."""
-        if self.path is None:
-            return
-        with self._lock:
-            tmp = self.path.with_name(f".{FILE_NAME}.new")
-            try:
-                tmp.write_text(f"{int(percent)}\n", encoding="ascii")
-                os.replace(tmp, self.path)
-            except OSError as e:
-                self._ratelog(logging.WARNING, "save", f"cannot save the volume to {self.path} "
-                              f"({e.strerror or e}); it will not survive a restart")
+        self._file.write(f"{int(percent)}\n".encode("ascii"))
 
 
 class VolumeKnob:

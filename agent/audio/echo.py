@@ -118,7 +118,7 @@ class LinearEcho:
     def __init__(self, block: int = FRAME_SAMPLES):
         n, bins = block, block + 1
         self.block = n
-        self.parts = int(np.ceil(self.LENGTH_S * SAMPLE_RATE / n))
+        self.parts = self.path_samples(n) // n
         # all by lag, newest first: far spectra, their powers and levels, the two copies
         self._x = np.zeros((self.parts, bins), dtype=np.complex128)
         self._x_power = np.zeros((self.parts, bins))
@@ -148,6 +148,11 @@ class LinearEcho:
         """Times the output copy took the adapting copy's weights."""
         self.learnt = False
         """The model was trusted once: it holds a path worth finding again after a restart."""
+
+    @classmethod
+    def path_samples(cls, block: int = FRAME_SAMPLES) -> int:
+        """Samples of the path a model of `block`-sample blocks learns (LENGTH_S, whole blocks)."""
+        return block * int(np.ceil(cls.LENGTH_S * SAMPLE_RATE / block))
 
     @property
     def far_active(self) -> bool:
@@ -210,13 +215,25 @@ class LinearEcho:
         self.erle_db = max(self.erle_db, min(fit_db - self.FIT_SLACK_DB, 40.0))
         if self.trusted:
             self._probation = False
-        n = self.block
         for w in (self._adapting, self._output):
             h = self._impulse_of(w)
             h = np.r_[np.zeros(samples), h[:len(h) - samples]] if samples >= 0 else \
                 np.r_[h[-samples:], np.zeros(-samples)]
-            for k in range(self.parts):
-                w[k] = np.fft.rfft(np.r_[h[k * n:(k + 1) * n], np.zeros(n)])
+            self._set_path(w, h)
+
+    def load_path(self, impulse: np.ndarray) -> None:
+        """A path learnt before (the daemon's last run, in the same box): both copies take it
+        and it counts as learnt, so the next restart looks for where its echo now sits."""
+        if len(impulse) != self.path_samples(self.block):
+            raise ValueError(f"a path of {len(impulse)} samples, not {self.path_samples(self.block)}")
+        for w in (self._adapting, self._output):
+            self._set_path(w, np.asarray(impulse, dtype=np.float64))
+        self.learnt = True
+
+    def _set_path(self, weights: np.ndarray, h: np.ndarray) -> None:
+        n = self.block
+        for k in range(self.parts):
+            weights[k] = np.fft.rfft(np.r_[h[k * n:(k + 1) * n], np.zeros(n)])
 
     def forget_far(self) -> None:
         """What was played before no longer lines up with the microphone: forget it."""
@@ -548,7 +565,8 @@ class EchoCanceller:
     """
 
     def __init__(self, reference: ReferenceRing, *, delay_ms: int = 40,
-                 noise_suppression: bool = True):
+                 noise_suppression: bool = True, path: np.ndarray | None = None,
+                 on_learnt: Callable[[np.ndarray], None] | None = None):
         from livekit import rtc
 
         self._ref = reference
@@ -570,6 +588,9 @@ class EchoCanceller:
         self._clean48 = np.zeros(8 * APM_FRAME, dtype=np.float32)
         self._ref_chunk = np.zeros(FRAME_SAMPLES, dtype=np.float32)
         self._model = LinearEcho()
+        if path is not None:
+            self._model.load_path(path)
+        self._on_learnt = on_learnt  # told the path each time it goes quiet with it trusted
         self._fifo = _Fifo(int(MAX_LEAD_S * SAMPLE_RATE) + 2 * FRAME_SAMPLES)
         self._far_block = np.zeros(FRAME_SAMPLES, dtype=np.float32)
         self._residual = np.zeros(FRAME_SAMPLES, dtype=np.int16)
@@ -689,6 +710,8 @@ class EchoCanceller:
             self._model.no_far(frame)  # the pairing moved: the model follows even now
         else:
             self._model.residual[:] = frame
+        if not self._resting and self._on_learnt is not None and self._model.trusted:
+            self._on_learnt(self._model.impulse())  # (a reply's end: a calm moment)
         self._resting = True
         self.rested += 1
         self.frames += 1
@@ -860,8 +883,12 @@ def open_echo_canceller(settings, speaker) -> EchoCanceller | None:
         log.info("echo cancellation is off: the speaker %s reports nothing it plays; only the "
                  "button and the wake word interrupt a reply", type(speaker).__name__)
         return None
+    from agent.audio.echo_path import EchoPathStore
+
+    store = EchoPathStore.from_environment(LinearEcho.path_samples())
     try:
-        canceller = EchoCanceller(reference, delay_ms=settings.delay_ms)
+        canceller = EchoCanceller(reference, delay_ms=settings.delay_ms, path=store.load(),
+                                  on_learnt=store.save)
     except ImportError as e:
         log.warning("echo cancellation is off: the livekit package cannot be loaded (%s); "
                     "install it (pip install livekit) or set [echo] enabled = false; only the "
