@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from agent.audio.base import SAMPLE_RATE
-from agent.audio.echo import HOLD_S, EchoCanceller, Realigner
+from agent.audio.echo import HOLD_S, EchoCanceller, Realigner, _delayed
 from agent.audio.playout import ReferenceRing
 from test_echo import N, Path, db, echo_of, room, scene
 
@@ -100,12 +100,13 @@ def test_what_the_canceller_learnt_holds_across_a_long_pause(voices):
     assert len(loud) > 10 and max(leads) <= -12 + 0.01, leads
 
 
-@pytest.mark.parametrize("later_ms", [7, -5, 20, 95])
-def test_a_stream_that_ran_again_finds_its_echo_and_the_gate_holds_until_then(voices, later_ms):
+@pytest.mark.parametrize("later", [168, -120, 480, 2280, 480.5, -119.5])
+def test_a_stream_that_ran_again_finds_its_echo_and_the_gate_holds_until_then(voices, later):
     """The speaker's stream stops (nothing written for 3 s: the far end reads as silence, the
-    pairing does not drift) and runs again with its echo later or earlier than before (a
-    restart buffers its own way: up to 99 ms measured on a null sink). The gate is shut
-    from the restart while the canceller finds the shift, to the sample; with it both models
+    pairing does not drift) and runs again with its echo `later` samples later or earlier than
+    before (a restart buffers its own way: up to 99 ms measured on a null sink, in whole samples
+    of the sound server's 48 kHz: half samples here). The gate is shut from the restart while
+    the canceller finds the shift, to the half sample; with it both models
     have their old path back: the path fits so well that the search ends after 0.3 s of
     reply and its echo's 0.25 s, and the gate opens then; no speech start over the reply, and
     WebRTC removes >= 50 dB after its first second."""
@@ -121,8 +122,8 @@ def test_a_stream_that_ran_again_finds_its_echo_and_the_gate_holds_until_then(vo
     for k in range(len(quiet) // N):
         path.ec.process(quiet[k * N:(k + 1) * N])
     assert path.ec.shifts == shifts and path.ec.realigns == 0
-    d = round(later_ms * SAMPLE_RATE / 1000)
-    h = np.r_[np.zeros(d), room(60)] if d > 0 else room(60)[-d:]
+    d = later
+    h = _delayed(np.r_[room(60), np.zeros(3000)], d)  # (room(60) starts with 60 ms of nothing)
     lead = 15 * N  # the reply starts with 0.3 s of silence (a restarted stream's own lead)
     far = np.r_[np.zeros(lead, np.int16), far]
     later = echo_of(far, h, -20.0)
