@@ -221,8 +221,9 @@ class LinearEcho:
     def load_path(self, impulse: np.ndarray) -> None:
         """A path learnt before (the daemon's last run, in the same box): both copies take it
         and it counts as learnt, so the next restart looks for where its echo now sits."""
-        if len(impulse) != self.path_samples(self.block):
-            raise ValueError(f"a path of {len(impulse)} samples, not {self.path_samples(self.block)}")
+        expected = self.path_samples(self.block)
+        if len(impulse) != expected:
+            raise ValueError(f"a path of {len(impulse)} samples, not {expected}")
         for w in (self._adapting, self._output):
             self._set_path(w, np.asarray(impulse, dtype=np.float64))
         self.learnt = True
@@ -452,10 +453,11 @@ class Realigner:
     buffers each start its own way), while both models knew the path to the sample. This
     collects the far blocks paired and the microphone frames after the restart; once FIND_S
     of audible far end (and the echo's delay after it) went by (EARLY_S, for a shift that
-    fits as well as a trusted model removes: the gate then opens at once), it predicts the echo with the
-    path the linear model learnt and finds, by GCC-PHAT, the shifts (within MAX_SHIFT_S) at
-    which the microphone best matches the prediction; the one whose shifted prediction,
-    scaled at best, removes the most of the microphone (at least FITS_DB) is the shift:
+    fits as well as a trusted model removes: the gate then opens at once), it predicts the
+    echo with the path the linear model learnt and finds, by GCC-PHAT, the shifts (within
+    MAX_SHIFT_S, then to a quarter sample: FRACTIONS) at which the microphone best matches the
+    prediction; the one whose shifted prediction, scaled at best, removes the most of the
+    microphone (at least FITS_DB) is the shift:
     added to the pairing, it gives both models their old path back. The test is what a
     peak's height could not tell: a path that no longer fits (a changed room, a path pushed
     out of the model) explains nothing at any shift and the search ends at once, so that the

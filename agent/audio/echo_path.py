@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+from pathlib import Path
 from typing import Mapping
 
 import numpy as np
@@ -27,7 +28,7 @@ FILE_NAME = "echo-path.npy"
 class EchoPathStore:
     """The learnt echo path (float32 impulse response, 24 kHz) in `folder`/echo-path.npy."""
 
-    def __init__(self, folder, expected: int):
+    def __init__(self, folder: Path | None, expected: int):
         self._file = StateFile(folder, FILE_NAME, "the learnt echo path")
         self.path = self._file.path
         self._expected = expected  # samples of a path (LinearEcho: its partitions x its block)
