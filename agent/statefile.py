@@ -31,7 +31,7 @@ class StateFile:
     def __init__(self, folder: Path | None, name: str, what: str):
         self.path = folder / name if folder is not None else None
         self.what = what
-        self._lock = threading.Lock()  # (the volume is saved from two threads)
+        self._lock = threading.Lock()  # (saved from more than one thread)
         self._ratelog = RateLimitedLog(log, interval_s=600)
 
     def read(self, instead: str) -> bytes | None:
@@ -59,4 +59,6 @@ class StateFile:
                 os.replace(tmp, self.path)
             except OSError as e:
                 self._ratelog(logging.WARNING, "save", f"cannot save {self.what} to {self.path} "
-                              f"({e.strerror or e}); it will not survive a restart")
+                              f"({e.strerror or e}); it will not survive a restart (the folder "
+                              "must exist and be writable by the daemon's user: systemd's "
+                              "StateDirectory= makes it so)")

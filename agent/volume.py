@@ -27,7 +27,11 @@ class VolumeStore:
 
     def __init__(self, folder: Path | None):
         self._file = StateFile(folder, FILE_NAME, "the volume")
-        self.path = self._file.path
+
+    @property
+    def path(self) -> Path | None:
+        """The file (None: nothing is kept)."""
+        return self._file.path
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> VolumeStore:

@@ -86,8 +86,8 @@ def _measure(folder: Path, url: str, room: Room, sound: np.ndarray | None,
 BARE_STREAM = """
 import sys, time, pyaudio
 pa = pyaudio.PyAudio()
-stream = pa.open(format=pyaudio.paInt16, channels=1, rate=48000, input=True,
-                 frames_per_buffer=48000 * {period_ms} // 1000,
+stream = pa.open(format=pyaudio.paInt16, channels=1, rate={rate}, input=True,
+                 frames_per_buffer={rate} * {period_ms} // 1000,
                  stream_callback=lambda *a: (None, pyaudio.paContinue))
 print("open", flush=True)
 time.sleep({seconds})
@@ -98,7 +98,9 @@ def _bare_stream(room: Room, sound: np.ndarray | None) -> tuple[float | None, st
     """CPU s per audio s of a process holding only an input stream on the room's path."""
     from agent.audio.settings import AudioSettings
 
-    code = BARE_STREAM.format(period_ms=AudioSettings().input_period_ms, seconds=SECONDS + 30)
+    audio = AudioSettings()
+    code = BARE_STREAM.format(rate=audio.input_rate, period_ms=audio.input_period_ms,
+                              seconds=SECONDS + 30)
     proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, **room.env},
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:

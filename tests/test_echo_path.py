@@ -117,3 +117,20 @@ def test_the_daemon_s_canceller_starts_from_the_path_in_its_state_directory(tmp_
     _store(tmp_path).save(h)
     with open_echo_canceller(EchoSettings(), speaker) as ec:
         assert ec.model.learnt and np.abs(ec.model.impulse()).max() > 0
+
+
+def test_save_soon_writes_the_path_off_the_callers_thread(tmp_path):
+    """What the canceller calls from the frame path returns at once; the file follows whole."""
+    import threading
+    import time
+
+    store = _store(tmp_path)
+    h = np.random.default_rng(2).standard_normal(SAMPLES) * 0.01
+    store.save_soon(h)
+    deadline = time.monotonic() + 10
+    while store.load() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert np.allclose(store.load(), h, atol=1e-7)
+    for t in [t for t in threading.enumerate() if t.name == "echo-path-save"]:
+        t.join(5)
+    assert list(tmp_path.iterdir()) == [tmp_path / "echo-path.npy"]  # no temporary file left

@@ -521,8 +521,12 @@ class Realigner:
             self._find()
         elif self._since_early == after:
             self._find_early()
-        elif self._spent >= self.GIVE_UP_S * blocks:
+        elif self._given_up:
             self.done = True
+
+    @property
+    def _given_up(self) -> bool:
+        return self._spent >= self.GIVE_UP_S * SAMPLE_RATE / self._block
 
     def _start_again(self) -> None:
         self._far.clear()
@@ -543,7 +547,7 @@ class Realigner:
             return
         self._start_again()
         self.explains_nothing = fit < self.FITS_NOTHING_DB
-        if self.explains_nothing or self._spent >= self.GIVE_UP_S * SAMPLE_RATE / self._block:
+        if self.explains_nothing or self._given_up:
             self.done = True
 
     def _best(self) -> tuple[float, float]:
@@ -608,6 +612,7 @@ class EchoCanceller:
         if path is not None:
             self._model.load_path(path)
         self._on_learnt = on_learnt  # told the path each time it goes quiet with it trusted
+                                     # (on this thread: it only hands the path on)
         self._fifo = _Fifo(int(MAX_LEAD_S * SAMPLE_RATE) + 2 * FRAME_SAMPLES)
         self._far_block = np.zeros(FRAME_SAMPLES, dtype=np.float32)
         self._residual = np.zeros(FRAME_SAMPLES, dtype=np.int16)
@@ -728,7 +733,7 @@ class EchoCanceller:
         else:
             self._model.residual[:] = frame
         if not self._resting and self._on_learnt is not None and self._model.trusted:
-            self._on_learnt(self._model.impulse())  # (a reply's end: a calm moment)
+            self._on_learnt(self._model.impulse())  # (a reply's end; must not block)
         self._resting = True
         self.rested += 1
         self.frames += 1
@@ -905,7 +910,7 @@ def open_echo_canceller(settings, speaker) -> EchoCanceller | None:
     store = EchoPathStore.from_environment(LinearEcho.path_samples())
     try:
         canceller = EchoCanceller(reference, delay_ms=settings.delay_ms, path=store.load(),
-                                  on_learnt=store.save)
+                                  on_learnt=store.save_soon)
     except ImportError as e:
         log.warning("echo cancellation is off: the livekit package cannot be loaded (%s); "
                     "install it (pip install livekit) or set [echo] enabled = false; only the "

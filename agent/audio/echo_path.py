@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Mapping
 
@@ -30,8 +31,12 @@ class EchoPathStore:
 
     def __init__(self, folder: Path | None, expected: int):
         self._file = StateFile(folder, FILE_NAME, "the learnt echo path")
-        self.path = self._file.path
         self._expected = expected  # samples of a path (LinearEcho: its partitions x its block)
+
+    @property
+    def path(self) -> Path | None:
+        """The file (None: nothing is kept)."""
+        return self._file.path
 
     @classmethod
     def from_environment(cls, expected: int,
@@ -61,3 +66,10 @@ class EchoPathStore:
         buffer = io.BytesIO()
         np.save(buffer, np.asarray(impulse, dtype=np.float32), allow_pickle=False)
         self._file.write(buffer.getvalue())
+
+    def save_soon(self, impulse: np.ndarray) -> None:
+        """save() on a thread of its own: the canceller calls this from the microphone's frame
+        path, which a slow SD card must not hold up (a power cut mid-write leaves the old file:
+        writes are whole)."""
+        threading.Thread(target=self.save, args=(np.array(impulse),), name="echo-path-save",
+                         daemon=True).start()
